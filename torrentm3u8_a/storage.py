@@ -9,8 +9,8 @@ that has started finishes even if its caller is cancelled, so a write is never l
 each write is one `BEGIN IMMEDIATE ... COMMIT` transaction. WAL with synchronous=NORMAL: a
 committed write survives the process being killed.
 
-The schema is versioned with `PRAGMA user_version` and upgraded on open by `MIGRATIONS`, in
-order. Never edit a migration that has shipped: append a new one.
+The schema and its migrations live in `_schema` (versioned with `PRAGMA user_version`, upgraded
+on open); `SCHEMA_VERSION` and `MIGRATIONS` are re-exported here.
 
 Worker reports carry a `report_id`: the setters take it and record it in `applied_reports` in the
 same transaction as the write, so a report delivered twice has exactly one effect.
@@ -19,7 +19,6 @@ same transaction as the write, so a report delivered twice has exactly one effec
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import secrets
@@ -33,6 +32,9 @@ import outcome
 import trio
 
 from . import states
+from ._schema import MIGRATIONS as MIGRATIONS
+from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
+from ._schema import SchemaError, migrate
 from .magnets import Magnet
 from .states import ACTIVE_STATES, Phase, State
 
@@ -46,88 +48,6 @@ class StorageError(Exception):
 
 class UnknownTask(StorageError, LookupError):
     """No task has this id (it never existed or was removed)."""
-
-
-_V1 = (
-    """CREATE TABLE tasks (
-        id TEXT PRIMARY KEY,
-        magnet TEXT NOT NULL,
-        info_hash TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL,
-        added_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('waiting', 'downloading', 'completed',
-                                             'transcoding', 'playable', 'failed')),
-        phase TEXT,
-        error TEXT,
-        worker_id TEXT,
-        trackers TEXT NOT NULL DEFAULT '[]'
-    )""",
-    """CREATE TABLE files (
-        task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
-        idx INTEGER NOT NULL,
-        path TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        is_video INTEGER NOT NULL,
-        path_on_worker TEXT,
-        PRIMARY KEY (task_id, idx)
-    )""",
-    """CREATE TABLE progress (
-        task_id TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
-        percent REAL NOT NULL DEFAULT 0,
-        download_rate INTEGER NOT NULL DEFAULT 0,
-        upload_rate INTEGER NOT NULL DEFAULT 0,
-        peers INTEGER NOT NULL DEFAULT 0,
-        downloaded INTEGER NOT NULL DEFAULT 0,
-        total INTEGER NOT NULL DEFAULT 0,
-        eta REAL,
-        updated_at REAL
-    )""",
-    """CREATE TABLE hls (
-        task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
-        file_index INTEGER NOT NULL,
-        playlist TEXT,
-        duration REAL,
-        segments INTEGER,
-        live INTEGER NOT NULL DEFAULT 0,
-        ready_at REAL,
-        transcode_percent REAL,
-        PRIMARY KEY (task_id, file_index)
-    )""",
-    "CREATE TABLE applied_reports (report_id TEXT PRIMARY KEY, applied_at REAL NOT NULL)",
-)
-
-
-def _v1_initial(conn: sqlite3.Connection) -> None:
-    for statement in _V1:
-        conn.execute(statement)
-
-
-def _v2_trackers_table(conn: sqlite3.Connection) -> None:
-    """Trackers move from a JSON column to rows; tasks get indexes for the worker queries."""
-    conn.execute(
-        """CREATE TABLE trackers (
-            task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            url TEXT NOT NULL,
-            PRIMARY KEY (task_id, position)
-        )"""
-    )
-    for task_id, trackers in conn.execute("SELECT id, trackers FROM tasks").fetchall():
-        urls = json.loads(trackers)
-        if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
-            raise ValueError(f"task {task_id} has trackers {trackers!r}, not a list of URLs")
-        conn.executemany(
-            "INSERT INTO trackers (task_id, position, url) VALUES (?, ?, ?)",
-            [(task_id, position, url) for position, url in enumerate(urls)],
-        )
-    conn.execute("ALTER TABLE tasks DROP COLUMN trackers")
-    conn.execute("CREATE INDEX tasks_by_state ON tasks(state)")
-    conn.execute("CREATE INDEX tasks_by_worker ON tasks(worker_id)")
-
-
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_initial, _v2_trackers_table)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class _DbThread:
@@ -196,9 +116,11 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        _migrate(conn, path)
+        migrate(conn, path)
     except BaseException as exc:
         conn.close()
+        if isinstance(exc, SchemaError):
+            raise StorageError(str(exc)) from exc.__cause__
         if isinstance(exc, sqlite3.DatabaseError):
             raise StorageError(
                 f"{path} is not a usable torrentm3u8 database ({exc}): move it away or point "
@@ -206,31 +128,6 @@ def _connect(path: str) -> sqlite3.Connection:
             ) from None
         raise
     return conn
-
-
-def _migrate(conn: sqlite3.Connection, path: str) -> None:
-    while True:
-        conn.execute("BEGIN IMMEDIATE")  # read the version under the lock: one upgrader at a time
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version >= SCHEMA_VERSION:
-            conn.execute("COMMIT")
-            break
-        try:
-            MIGRATIONS[version](conn)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except Exception as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StorageError(
-                f"could not upgrade {path} to schema version {version + 1} ({exc}); the file "
-                f"was left unchanged at version {version}"
-            ) from exc
-    if version > SCHEMA_VERSION:
-        raise StorageError(
-            f"{path} has schema version {version}, newer than this program knows "
-            f"({SCHEMA_VERSION}): upgrade torrentm3u8 or point --data at another folder"
-        )
 
 
 @contextlib.asynccontextmanager
