@@ -1,0 +1,196 @@
+"""The HLS step: one video file (or URL) in, out_dir/index.m3u8 + segNNNNN.ts out.
+
+    result = await make_hls(str(path), hls_dir(data, task_id, index), on_progress=report)
+
+`plan` picks the cheapest conversion browsers can play (H.264 + AAC/MP3 in MPEG-TS): copy both
+streams, copy the video and convert the audio to AAC, or re-encode both. A VOD rendition is
+made in a sibling temp directory and renamed into place once checked, so a crash never leaves
+a half rendition looking complete; `is_complete_rendition` tells whether a finished one is on
+disk. `source` may be an http URL on 127.0.0.1 (read with -seekable 1): with
+playlist_type="event" the playlist grows in out_dir while the file still downloads.
+"""
+
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import trio
+
+from .ffmpeg import MediaInfo, TranscodeError, find_ffmpeg, is_url, last_error, probe, run_ffmpeg
+
+__all__ = ["HlsResult", "TranscodeError", "is_complete_rendition", "make_hls", "plan"]
+
+PLAYLIST = "index.m3u8"
+SEGMENT_PATTERN = "seg%05d.ts"
+SEGMENT_SECONDS = 4  # -hls_time; keyframes are forced at this interval when re-encoding
+PROGRESS_STEP = 1.0  # percent between two on_progress calls
+AUDIO_BITRATE = "128k"
+MUXING_QUEUE = "4096"  # packets: sparse or late audio otherwise stops FFmpeg 5
+
+COPY_AUDIO = frozenset({"aac", "mp3"})
+CODEC_ARGS = {
+    "copy": ["-c", "copy"],
+    "audio": ["-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ac", "2"],
+    "full": [
+        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
+        "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ac", "2",
+    ],
+}  # fmt: skip
+
+Mode = Literal["copy", "audio", "full"]
+
+
+@dataclass(frozen=True)
+class HlsResult:
+    playlist: str  # file name in out_dir: "index.m3u8"
+    duration: float  # seconds, the sum of the segments' EXTINF
+    segments: int
+
+
+def plan(info: MediaInfo) -> Mode:
+    """ "copy" for H.264 with AAC, MP3 or no audio; "audio" for H.264 with other audio (made
+    AAC); "full" for other video (libx264 + AAC)."""
+    if info.video_codec is None:
+        raise TranscodeError("the file has no video track")
+    if info.video_codec != "h264":
+        return "full"
+    return "copy" if info.audio_codec in COPY_AUDIO or info.audio_codec is None else "audio"
+
+
+def hls_command(
+    exe: str, source: str, out_dir: Path, mode: Mode, *, video_index: int = 0, playlist_type="vod"
+) -> list[str]:
+    """The FFmpeg command line of `make_hls` (progress on stdout, errors only on stderr)."""
+    command = [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+    command += ["-progress", "pipe:1", "-y"]
+    command += ["-seekable", "1"] if is_url(source) else []
+    command += ["-i", source, "-map", f"0:v:{video_index}", "-map", "0:a:0?"]
+    command += CODEC_ARGS[mode]
+    command += ["-max_muxing_queue_size", MUXING_QUEUE]
+    command += ["-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_list_size", "0"]
+    command += ["-hls_playlist_type", playlist_type, "-hls_flags", "independent_segments"]
+    command += ["-hls_segment_type", "mpegts", "-start_number", "0"]
+    command += ["-hls_segment_filename", str(out_dir / SEGMENT_PATTERN), str(out_dir / PLAYLIST)]
+    return command
+
+
+async def make_hls(
+    source: str,
+    out_dir: Path,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    playlist_type: Literal["vod", "event"] = "vod",
+    media: MediaInfo | None = None,
+    mode: Mode | None = None,
+) -> HlsResult:
+    """Make the HLS rendition of `source` (a path, or a Range-capable http URL) in out_dir.
+
+    on_progress(percent) is called from this task as FFmpeg advances (at most every 1 %, and
+    100 at the end); it must not block. `media` skips probing; `mode` overrides `plan`.
+    Raises TranscodeError with FFmpeg's message when it fails or makes no playable segment.
+    Cancelling kills FFmpeg; nothing looking complete is left behind.
+    """
+    out_dir = Path(out_dir)
+    media = media or await probe(source)
+    mode = mode or plan(media)
+    exe = await find_ffmpeg()
+    work = out_dir if playlist_type == "event" else out_dir.with_name(f".{out_dir.name}.partial")
+    await trio.to_thread.run_sync(_fresh_dir, work)
+    command = hls_command(
+        exe, source, work, mode, video_index=media.video_index, playlist_type=playlist_type
+    )
+    progress = _Progress(media.duration, on_progress)
+    try:
+        stderr = await run_ffmpeg(command, progress.line)
+        result = await trio.to_thread.run_sync(_check_rendition, work, last_error(stderr))
+        if work != out_dir:
+            await trio.to_thread.run_sync(_move_into_place, work, out_dir)
+    finally:
+        if work != out_dir:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(partial(shutil.rmtree, work, ignore_errors=True))
+    if on_progress is not None:
+        on_progress(100.0)
+    return result
+
+
+class _Progress:
+    def __init__(self, duration: float | None, callback) -> None:
+        self.duration = duration
+        self.callback = callback
+        self.reported = -math.inf
+
+    def line(self, line: str) -> None:
+        key, _, value = line.partition("=")
+        if key != "out_time_us" or not self.callback or not self.duration:
+            return
+        try:
+            seconds = int(value) / 1e6
+        except ValueError:
+            return  # "N/A" before the first frame
+        percent = max(0.0, min(99.9, 100.0 * seconds / self.duration))
+        if percent - self.reported >= PROGRESS_STEP:
+            self.reported = percent
+            self.callback(percent)
+
+
+def is_complete_rendition(out_dir: Path) -> HlsResult | None:
+    """The finished rendition in out_dir (ENDLIST present, every segment there and not
+    empty), or None."""
+    try:
+        return _check_rendition(Path(out_dir), "")
+    except TranscodeError:
+        return None
+
+
+def _check_rendition(out_dir: Path, ffmpeg_said: str) -> HlsResult:
+    def fail(why: str):
+        said = f": {ffmpeg_said}" if ffmpeg_said else ""
+        return TranscodeError(f"FFmpeg made no playable HLS ({why}){said}")
+
+    try:
+        text = (out_dir / PLAYLIST).read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise fail("no playlist") from None
+    segments, pending = [], None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#EXTINF:"):
+            try:
+                pending = float(line[len("#EXTINF:") :].split(",")[0])
+            except ValueError:
+                raise fail(f"bad line {line!r}") from None
+        elif line and not line.startswith("#") and pending is not None:
+            segments.append((line, pending))
+            pending = None
+    if "#EXT-X-ENDLIST" not in text:
+        raise fail("the playlist has no end")
+    if not segments:
+        raise fail("no segment")
+    for name, seconds in segments:
+        if seconds <= 0:
+            raise fail(f"{name} lasts {seconds:g} s")
+        path = out_dir / name
+        if "/" in name or name.startswith(".") or not path.is_file() or not path.stat().st_size:
+            raise fail(f"{name} is missing or empty")
+    duration = round(sum(seconds for _, seconds in segments), 6)
+    return HlsResult(playlist=PLAYLIST, duration=duration, segments=len(segments))
+
+
+def _fresh_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def _move_into_place(work: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        stale = out_dir.with_name(f".{out_dir.name}.stale")
+        shutil.rmtree(stale, ignore_errors=True)
+        out_dir.rename(stale)
+        shutil.rmtree(stale)
+    work.rename(out_dir)
