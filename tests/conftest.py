@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+from pathlib import Path
 
 import pytest
 import trio
@@ -30,6 +32,17 @@ async def _deadline(request):
     seconds = marker.args[0] if marker else TEST_DEADLINE
     with trio.fail_after(seconds):
         yield
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where tests leave files for people to look at (screenshots): test-artifacts/ or
+    $TORRENTM3U8_ARTIFACTS. Kept after the run; CI can publish the folder."""
+    folder = Path(
+        os.environ.get("TORRENTM3U8_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture
