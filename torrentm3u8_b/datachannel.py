@@ -134,6 +134,8 @@ def resolve_path(root: Path, path: str) -> Path:
         target = (base / path).resolve()
     except (OSError, RuntimeError):  # a symlink loop (RuntimeError up to 3.12)
         raise NotFound(f"{path!r} cannot be resolved")
+    if target.is_symlink():  # 3.13 returns a looping symlink unresolved instead of raising
+        raise NotFound(f"{path!r} cannot be resolved")
     if target == base or not target.is_relative_to(base):
         raise Forbidden("path leads outside the stream folder")
     return target
