@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections import deque
 from collections.abc import Callable
@@ -115,9 +116,21 @@ async def run_ffmpeg(command: list[str], on_line: Callable[[str], None] | None =
             await process.wait()
             await process.stdout.aclose()
             await process.stderr.aclose()
+    if process.returncode < 0:  # killed by a signal: say which, not "code -11"
+        said = last_error(errors)
+        raise TranscodeError(
+            f"FFmpeg crashed ({_signal_name(-process.returncode)})" + (f": {said}" if said else "")
+        )
     if process.returncode != 0:
         raise TranscodeError(last_error(errors) or f"FFmpeg exited with code {process.returncode}")
     return list(errors)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 async def _read_lines(stream: trio.abc.ReceiveStream, on_line: Callable[[str], None]) -> None:

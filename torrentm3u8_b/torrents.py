@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -653,7 +654,9 @@ def _drain(fd: int) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # A unique temporary name: two saves may overlap (the periodic one and the one at
+    # completion), and a shared name made one of them fail its rename with ENOENT.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
