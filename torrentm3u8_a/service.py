@@ -226,7 +226,20 @@ class TaskService:
         self._publish(await self.get(task_id))
 
     async def report_hls(self, worker_id, task_id, *, report_id, **fields) -> None:
+        """Store a rendition. A `live` one (still growing, the download may still run) leaves
+        the state alone and never replaces a final one; a final one makes the task playable,
+        which only a downloaded task may become (B reports `completed` first)."""
         task = await self._owned(worker_id, task_id)
+        file_index = fields.get("file_index")
+        if fields.get("live"):
+            if any(h["file_index"] == file_index and not h["live"] for h in task["hls"]):
+                log.info("task %s: late live report for file %s ignored", task_id, file_index)
+                return
+        elif task["state"] not in ("completed", "transcoding", "playable"):
+            raise errors.invalid_state(
+                f"task {task_id} is {task['state']}: a final rendition needs the download "
+                "complete first"
+            )
         await self.db.set_hls(task_id, report_id=report_id, **fields)
         if not fields.get("live") and task["state"] != "playable":
             try:

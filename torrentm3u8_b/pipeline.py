@@ -1,0 +1,292 @@
+"""One task on B, from magnet to HLS: the steps and what is reported to A at each.
+
+    task.start ─▶ add magnet ─▶ metadata (timeout) ─▶ task.metadata
+               ─▶ download the video files ─▶ task.progress every PROGRESS_INTERVAL
+                  (meanwhile the largest video's live HLS: task.hls_ready live=True)
+               ─▶ task.state completed ─▶ task.state transcoding (until every video has
+                  its HLS; the live one is final at its ENDLIST) ─▶ per video:
+                  task.transcode_progress, task.hls_ready ─▶ (A marks the task playable)
+
+Any step failing ends in `task.state failed` with a readable reason; B keeps running.
+Reports go through the outbox, so a report made while A is away is delivered after reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from .paths import hls_dir, task_dir
+from .piece_server import unwrapped
+from .progressive import LiveRendition, make_live_hls
+from .records import Records, TaskRecord
+from .torrents import TorrentError
+from .transcode import TranscodeError, is_complete_rendition, make_hls
+
+log = logging.getLogger("torrentm3u8.b.tasks")
+
+
+class TaskFailed(Exception):
+    """A task cannot go on; the message is shown to the user as the task's error."""
+
+
+Report = Callable[..., None]  # report(method, coalesce_key=None, **params)
+
+
+class TorrentStatus(Protocol):
+    def status(self) -> dict[str, Any]: ...
+
+
+def progress_params(torrent: TorrentStatus, task_id: str, phase: str = "data") -> dict[str, Any]:
+    s = torrent.status()
+    return {
+        "task_id": task_id,
+        "phase": phase,
+        "percent": round(float(s["percent"]), 2),
+        "download_rate": int(s["download_rate"]),
+        "upload_rate": int(s["upload_rate"]),
+        "peers": int(s["peers"]),
+        "downloaded": int(s["downloaded"]),
+        "total": int(s["total"]),
+        "eta": s.get("eta"),
+    }
+
+
+async def report_progress_every(
+    torrent: TorrentStatus, task_id: str, report: Report, interval: float
+) -> None:
+    """Report download progress now and every `interval` seconds until cancelled."""
+    while True:
+        report("task.progress", f"progress:{task_id}", **progress_params(torrent, task_id))
+        await trio.sleep(interval)
+
+
+class TaskPipeline:
+    """Runs one task; `Worker` owns one per task and cancels it on remove or shutdown."""
+
+    def __init__(self, worker, record: TaskRecord) -> None:
+        self.w = worker
+        self.config = worker.config
+        self.records: Records = worker.records
+        self.record = record
+        self.task_id = record.task_id
+        self.dir = task_dir(self.config.data_dir, self.task_id)
+        self.torrent = None
+        self._live_entries: dict[int, dict[str, Any]] = {}
+        self._live_changed = trio.Event()
+
+    def report(self, method: str, coalesce_key: str | None = None, **params: Any) -> None:
+        self.w.report(method, coalesce_key=coalesce_key, **params)
+
+    async def set_state(self, state: str, error: str | None = None) -> None:
+        self.record.state = state
+        self.record.error = error
+        try:
+            await self.records.update(self.task_id, state=state, error=error)
+        except sqlite3.Error as exc:  # e.g. B's disk is full: A must still hear of the state
+            log.warning("task %s: could not record state %s: %s", self.task_id, state, exc)
+        params: dict[str, Any] = {"task_id": self.task_id, "state": state}
+        if error is not None:
+            params["error"] = error
+        self.report("task.state", **params)
+
+    async def run(self) -> None:
+        """Run the task to its end; a failure becomes `task.state failed` with the reason.
+
+        Resume data is saved periodically while downloading and by the torrent session when B
+        stops, so a restart does not fetch again what is on disk.
+        """
+        try:
+            await self._run()
+        except (TaskFailed, *self.w.failures) as exc:
+            log.warning("task %s failed: %s", self.task_id, exc)
+            await self.set_state("failed", str(exc) or type(exc).__name__)
+            await self._drop_torrent(delete_files=False)
+
+    async def _drop_torrent(self, *, delete_files: bool) -> None:
+        if self.torrent is not None:
+            self.torrent = None
+            await self.w.torrents.remove(self.task_id, delete_files=delete_files)
+
+    async def _run(self) -> None:
+        cfg = self.config
+        self.dir.mkdir(parents=True, exist_ok=True)
+        videos = [h["file_index"] for h in self.record.hls]
+        if self.record.state == "playable" and self._renditions_complete(videos):
+            log.info("task %s: HLS already complete on disk", self.task_id)
+            return
+        resume = await self.w.torrents.load_resume_data(self.task_id)
+        self.torrent = await self.w.torrents.add_magnet(
+            self.task_id, self.record.magnet, self.dir / "files", resume_data=resume
+        )
+        t = self.torrent
+        with trio.move_on_after(cfg.metadata_timeout) as waited:
+            await t.wait_metadata()
+        if waited.cancelled_caught:
+            await self._drop_torrent(delete_files=True)
+            raise TaskFailed(
+                f"no peer sent the torrent's metadata within {cfg.metadata_timeout:g} s"
+            )
+        info = t.info()
+        if self.record.info is None:
+            self.record.info = info
+            self.record.info_hash = info["info_hash"]
+            await self.records.update(self.task_id, info=info, info_hash=info["info_hash"])
+            self.report(
+                "task.metadata",
+                task_id=self.task_id,
+                name=info["name"],
+                info_hash=info["info_hash"],
+                trackers=info["trackers"],
+                files=info["files"],
+            )
+        video_files = [f for f in info["files"] if f["is_video"]]
+        if not video_files:
+            raise TaskFailed("no playable video in this torrent")
+        wanted = [f["index"] for f in (info["files"] if cfg.download_all_files else video_files)]
+        t.select_files(wanted)
+
+        if self.record.state == "downloading":
+            with unwrapped():  # a failure comes out as itself, for run()
+                live_file = None
+                async with trio.open_nursery() as live:
+                    if cfg.watch_while_downloading:
+                        live_file = max(video_files, key=lambda f: f["size"])  # not a sample clip
+                        live.start_soon(self._make_live_rendition, t, live_file)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(
+                            report_progress_every,
+                            t,
+                            self.task_id,
+                            self.report,
+                            cfg.progress_interval,
+                        )
+                        nursery.start_soon(self._save_resume_every, cfg.resume_save_interval)
+                        await t.wait_complete()
+                        nursery.cancel_scope.cancel()
+                    self.report(
+                        "task.progress",
+                        f"progress:{self.task_id}",
+                        **progress_params(t, self.task_id),
+                    )
+                    await t.save_resume_data()
+                    log.info("task %s: download complete", self.task_id)
+                    await self.set_state("completed")
+                    if live_file is not None:  # the HLS step ends at ENDLIST: A shows it
+                        await self.set_state("transcoding")
+            # The live rendition (if any) has ended: _make_rendition finds it complete and
+            # reports it final, after `completed`, so A can make the task playable.
+
+        for f in video_files:
+            await self._make_rendition(t, f["index"])
+        if self.record.state != "playable":
+            self.record.state = "playable"
+            await self.records.update(self.task_id, state="playable")
+
+    async def _make_live_rendition(self, t, file: dict[str, Any]) -> None:
+        """HLS of `file` while it downloads (see progressive.py). A failure is logged and
+        left to the complete-file path, which runs once the download is done."""
+        file_index = file["index"]
+        out = hls_dir(self.config.data_dir, self.task_id, file_index)
+
+        def on_live(now: LiveRendition) -> None:
+            self._live_entries[file_index] = {
+                "file_index": file_index,
+                "playlist": now.playlist,
+                "duration": now.duration,
+                "segments": now.segments,
+                "live": True,
+            }
+            self._live_changed.set()
+
+        def on_progress(percent: float) -> None:
+            self.report(
+                "task.transcode_progress",
+                coalesce_key=f"transcode:{self.task_id}:{file_index}",
+                task_id=self.task_id,
+                file_index=file_index,
+                percent=round(percent, 1),
+            )
+
+        try:
+            with unwrapped():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._store_live_entries)
+                    await make_live_hls(
+                        t, file_index, file["size"], out, on_live=on_live, on_progress=on_progress
+                    )
+                    nursery.cancel_scope.cancel()
+        except (TranscodeError, TorrentError, OSError) as exc:
+            log.warning("task %s: no live HLS of file %d: %s", self.task_id, file_index, exc)
+        else:
+            log.info("task %s: live HLS of file %d ended", self.task_id, file_index)
+
+    async def _store_live_entries(self) -> None:
+        """Record each growing rendition, then tell A: rtc.offer serves what the record lists,
+        so a viewer A lets in finds it here."""
+        while True:
+            await self._live_changed.wait()
+            self._live_changed = trio.Event()
+            live = dict(self._live_entries)
+            kept = [h for h in self.record.hls if h["file_index"] not in live]
+            self.record.hls = kept + list(live.values())
+            await self.records.update(self.task_id, hls=self.record.hls)
+            for file_index, entry in live.items():
+                self.report(
+                    "task.hls_ready",
+                    coalesce_key=f"hls:{self.task_id}:{file_index}",
+                    task_id=self.task_id,
+                    **entry,
+                )
+
+    async def _save_resume_every(self, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            await self.torrent.save_resume_data()
+
+    def _renditions_complete(self, indexes: list[int]) -> bool:
+        return bool(indexes) and all(
+            is_complete_rendition(hls_dir(self.config.data_dir, self.task_id, i)) for i in indexes
+        )
+
+    async def _make_rendition(self, t, file_index: int) -> None:
+        out = hls_dir(self.config.data_dir, self.task_id, file_index)
+        result = is_complete_rendition(out)
+        if result is None:
+            async with self.w.transcode_limit:
+                if self.record.state == "completed":
+                    await self.set_state("transcoding")
+                log.info("task %s: making HLS of file %d", self.task_id, file_index)
+
+                def on_progress(percent: float) -> None:
+                    self.report(
+                        "task.transcode_progress",
+                        coalesce_key=f"transcode:{self.task_id}:{file_index}",
+                        task_id=self.task_id,
+                        file_index=file_index,
+                        percent=round(percent, 1),
+                    )
+
+                result = await make_hls(
+                    str(t.file_disk_path(file_index)), out, on_progress=on_progress
+                )
+        entry = {
+            "file_index": file_index,
+            "playlist": result.playlist,
+            "duration": result.duration,
+            "segments": result.segments,
+        }
+        self.record.hls = [h for h in self.record.hls if h["file_index"] != file_index] + [entry]
+        await self.records.update(self.task_id, hls=self.record.hls)
+        self.report("task.hls_ready", task_id=self.task_id, live=False, **entry)
+        log.info(
+            "task %s: HLS of file %d ready (%d segments, %.1f s)",
+            self.task_id,
+            file_index,
+            result.segments,
+            result.duration,
+        )
