@@ -190,11 +190,8 @@ class TaskService:
 
     async def report_metadata(self, worker_id, task_id, *, report_id, **fields) -> None:
         await self._owned(worker_id, task_id)
-        await self.db.set_metadata(task_id, report_id=report_id, **fields)
-        task = await self.get(task_id)
-        if task["state"] == "downloading" and task["phase"] != "data":
-            task = await self.db.set_state(task_id, "downloading", phase="data")
-        self._publish(task)
+        # set_metadata also moves a downloading task to phase "data", and returns the task.
+        self._publish(await self.db.set_metadata(task_id, report_id=report_id, **fields))
 
     async def report_progress(self, worker_id, task_id, **fields) -> None:
         await self._owned(worker_id, task_id)
