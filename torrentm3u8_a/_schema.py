@@ -99,7 +99,17 @@ def _v2_trackers_table(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX tasks_by_worker ON tasks(worker_id)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_initial, _v2_trackers_table)
+def _v3_media_duration(conn: sqlite3.Connection) -> None:
+    """Renditions record the whole video's duration: a player draws its seek bar over all of
+    it while the rendition still grows."""
+    conn.execute("ALTER TABLE hls ADD COLUMN media_duration REAL")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1_initial,
+    _v2_trackers_table,
+    _v3_media_duration,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -8,6 +8,7 @@ what the connection may do and hand over to the task service or the signaling re
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +121,16 @@ def public_methods(service, sessions: StreamSessions, registry, conn: Connection
         guard()
         await sessions.candidate(session_id, candidate, owner=owner())
 
+    @methods.add(name="stream.seek")
+    async def stream_seek(session_id: str, position: float) -> dict:
+        """Play from `position` seconds, even past what has downloaded: returns {playlist,
+        start}, the rendition to load over the session's data channel (a path under its root)
+        and the media time of that playlist's time 0."""
+        guard()
+        if not math.isfinite(position) or position < 0:
+            raise rpc.InvalidParams(f"position must be a number of seconds >= 0, not {position}")
+        return await sessions.seek(session_id, float(position), owner=owner())
+
     @methods.add(name="stream.close")
     async def stream_close(session_id: str) -> None:
         """End a stream session."""
@@ -202,9 +213,15 @@ def worker_methods(service, sessions: StreamSessions, worker_id: str):
         duration: float,
         segments: int,
         live: bool = False,
+        media_duration: float | None = None,
         report_id: str | None = None,
     ) -> None:
-        """An HLS rendition exists for a file (live: still growing)."""
+        """An HLS rendition exists for a file (live: still growing; media_duration: the whole
+        video's, in seconds)."""
+        if media_duration is not None and not (
+            math.isfinite(media_duration) and media_duration > 0
+        ):
+            media_duration = None  # an unknown duration, not a reason to lose the rendition
         await service.report_hls(
             worker_id,
             task_id,
@@ -214,6 +231,7 @@ def worker_methods(service, sessions: StreamSessions, worker_id: str):
             duration=duration,
             segments=segments,
             live=live,
+            media_duration=media_duration,
         )
 
     @methods.add(name="rtc.candidate")

@@ -12,6 +12,7 @@ Media never passes through A.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -136,6 +137,40 @@ class StreamSessions:
         session.expires = session.created + self.ttl
         self.relayed["answer"] += 1
         return {"sdp": answer["sdp"]}
+
+    async def seek(self, session_id: str, position: float, *, owner=None) -> dict[str, Any]:
+        """Ask the session's worker for a rendition that plays from `position` (seconds): the
+        one growing from 0 if it reaches there, else one B starts at that point. Returns
+        `{playlist, start}`: a path under the session root and the media time of its time 0."""
+        session = self._get(session_id, owner)
+        params = {"task_id": session.task_id, "file_index": session.file_index}
+        try:
+            # B answers within its own seek timeout, shorter than the link's call timeout.
+            answer = await self.registry.call(
+                session.worker_id, "task.seek", {**params, "position": position}
+            )
+        except rpc.RemoteError as exc:
+            if exc.code == rpc.InvalidParams.code:
+                raise rpc.InvalidParams(exc.message) from None
+            raise rpc.ApplicationError(
+                exc.code if -32099 <= exc.code <= -32000 else errors.STREAM_FAILED, exc.message
+            ) from None
+        except rpc.CallTimeout:
+            raise rpc.ApplicationError(
+                errors.STREAM_FAILED,
+                f"the worker did not reach {position:.0f} s in time; try again or seek to a "
+                "part that has downloaded",
+            ) from None
+        try:
+            playlist, start = answer["playlist"], float(answer["start"])
+            if not isinstance(playlist, str) or not playlist or not math.isfinite(start):
+                raise ValueError(playlist)
+        except (TypeError, KeyError, ValueError):
+            log.warning("worker %s answered task.seek with %.200r", session.worker_id, answer)
+            raise rpc.ApplicationError(
+                errors.STREAM_FAILED, "the worker gave no usable rendition for that position"
+            ) from None
+        return {"playlist": playlist, "start": start}
 
     async def candidate(self, session_id: str, candidate: dict[str, Any] | None, *, owner=None):
         session = self._get(session_id, owner)

@@ -291,12 +291,14 @@ class Storage:
         duration: float,
         segments: int,
         live: bool = False,
+        media_duration: float | None = None,
         *,
         report_id: str | None = None,
     ) -> dict:
         """Record a file's HLS rendition (again as it grows while `live`); `ready_at` is the
-        first time. A final (not live) rendition completes that file's transcode progress."""
-        args = (file_index, playlist, duration, segments, bool(live))
+        first time. A final (not live) rendition completes that file's transcode progress.
+        `media_duration` is the whole video's (a live rendition lists less)."""
+        args = (file_index, playlist, duration, segments, bool(live), media_duration)
         return await self._write_task(task_id, report_id, _set_hls, *args)
 
     async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -449,16 +451,17 @@ def _set_transcode(conn, now, task, file_index, percent) -> None:
     _update_task(conn, now, task, {}, force=True)
 
 
-def _set_hls(conn, now, task, file_index, playlist, duration, segments, live) -> None:
+def _set_hls(conn, now, task, file_index, playlist, duration, segments, live, media_duration):
     conn.execute(
-        "INSERT INTO hls (task_id, file_index, playlist, duration, segments, live, ready_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO hls (task_id, file_index, playlist, duration, segments, live, ready_at,"
+        " media_duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (task_id, file_index) DO UPDATE SET playlist = excluded.playlist,"
         " duration = excluded.duration, segments = excluded.segments, live = excluded.live,"
+        " media_duration = coalesce(excluded.media_duration, hls.media_duration),"
         " ready_at = coalesce(hls.ready_at, excluded.ready_at),"
         " transcode_percent = CASE WHEN excluded.live OR hls.transcode_percent IS NULL"
         " THEN hls.transcode_percent ELSE 100.0 END",
-        (task["id"], file_index, playlist, duration, segments, live, now),
+        (task["id"], file_index, playlist, duration, segments, live, now, media_duration),
     )
     _update_task(conn, now, task, {}, force=True)
 
@@ -544,6 +547,7 @@ def _select(conn: sqlite3.Connection, where: str, params: tuple) -> list[dict]:
                     "segments": row["segments"],
                     "live": bool(row["live"]),
                     "ready_at": row["ready_at"],
+                    "media_duration": row["media_duration"],
                 }
             )
         if row["transcode_percent"] is not None:

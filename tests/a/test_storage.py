@@ -98,7 +98,7 @@ async def test_migrates_a_v1_file_and_keeps_its_rows(tmp_path):
             )
         )
         assert await db.report_applied("report-1")
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION == 3
     assert "trackers" not in columns
     assert {"tasks_by_state", "tasks_by_worker"} <= indexes
     assert task["trackers"] == ["http://127.0.0.1:6969/announce", "udp://127.0.0.1:1"]
@@ -112,6 +112,7 @@ async def test_migrates_a_v1_file_and_keeps_its_rows(tmp_path):
             "segments": 16,
             "live": False,
             "ready_at": 20.0,
+            "media_duration": None,  # v3 added the column: unknown for older rows
         }
     ]
     assert (task["state"], task["worker_id"], task["added_at"]) == ("playable", "w1", 10.0)
@@ -447,8 +448,9 @@ async def test_progress_transcode_and_hls(db, clock, make_magnet):
     task = await db.set_transcode_progress(task_id, 1, 30.0)
     assert (task["transcode"], task["hls"]) == ([{"file_index": 1, "percent": 30.0}], [])
     first_ready = clock.now
-    task = await db.set_hls(task_id, 1, "1/index.m3u8", 8.0, 2, live=True)
+    task = await db.set_hls(task_id, 1, "1/index.m3u8", 8.0, 2, live=True, media_duration=60.2)
     assert task["hls"][0]["ready_at"] == first_ready
+    assert task["hls"][0]["media_duration"] == 60.2
     assert task["transcode"] == [{"file_index": 1, "percent": 30.0}]  # live: still going
     clock.advance(30)
     task = await db.set_hls(task_id, 1, "1/index.m3u8", 60.0, 15, live=False)
@@ -461,6 +463,7 @@ async def test_progress_transcode_and_hls(db, clock, make_magnet):
             "segments": 1,
             "live": False,
             "ready_at": clock.now,
+            "media_duration": None,
         },
         {
             "file_index": 1,
@@ -469,6 +472,7 @@ async def test_progress_transcode_and_hls(db, clock, make_magnet):
             "segments": 15,
             "live": False,
             "ready_at": first_ready,
+            "media_duration": 60.2,  # a report without it keeps the known one
         },
     ]
     assert task["transcode"] == [{"file_index": 1, "percent": 100.0}]

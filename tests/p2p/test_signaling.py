@@ -198,6 +198,7 @@ async def test_a_session_belongs_to_the_connection_that_opened_it(playable, open
             attempts = [
                 ("stream.offer", {"session_id": session_id, "sdp": OFFER}),
                 ("stream.candidate", {"session_id": session_id, "candidate": None}),
+                ("stream.seek", {"session_id": session_id, "position": 1.0}),
                 ("stream.close", {"session_id": session_id}),
             ]
             for method, params in attempts:
@@ -268,13 +269,68 @@ class FakeRegistry:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, dict]] = []
+        self.seek_answer: object = {"playlist": "index.m3u8", "start": 0.0}
 
     def connected_ids(self) -> list[str]:
         return ["w1"]
 
     async def call(self, worker_id: str, method: str, params=None):
         self.calls.append((worker_id, method, params))
+        if method == "task.seek":
+            if isinstance(self.seek_answer, Exception):
+                raise self.seek_answer
+            return self.seek_answer
         return {"sdp": "v=0 answer"} if method == "rtc.offer" else None
+
+
+async def test_seek_is_relayed_to_the_sessions_worker_and_its_answer_checked():
+    registry = FakeRegistry()
+    owner = object()
+    sessions = StreamSessions(FakeTasks(), registry, ice_servers=[], ttl=100, setup_timeout=10)
+    session_id = (await sessions.open("t1", 0, owner=owner))["session_id"]
+
+    registry.seek_answer = {"playlist": "seek-000060000/index.m3u8", "start": 59.84, "x": 1}
+    answer = await sessions.seek(session_id, 60.0, owner=owner)
+    assert answer == {"playlist": "seek-000060000/index.m3u8", "start": 59.84}
+    assert registry.calls[-1] == (
+        "w1",
+        "task.seek",
+        {"task_id": "t1", "file_index": 0, "position": 60.0},
+    )
+
+    with pytest.raises(rpc.ApplicationError) as caught:  # another viewer's session
+        await sessions.seek(session_id, 60.0, owner=object())
+    assert caught.value.code == errors.UNKNOWN_SESSION
+    assert len(registry.calls) == 1
+
+    # B's refusals reach the viewer with their code and message; anything else is a failure.
+    outside = "position 99 s is outside the video (0 to 80 s)"
+    cases = [
+        (rpc.RemoteError(rpc.InvalidParams.code, outside), rpc.InvalidParams.code, outside),
+        (rpc.RemoteError(errors.NOT_PLAYABLE, "no HLS"), errors.NOT_PLAYABLE, "no HLS"),
+        (rpc.RemoteError(-32603, "internal error"), errors.STREAM_FAILED, "internal error"),
+        (rpc.CallTimeout("slow"), errors.STREAM_FAILED, "did not reach 60 s in time"),
+        ({"playlist": 7, "start": 1.0}, errors.STREAM_FAILED, "no usable rendition"),
+        ({"playlist": "a.m3u8"}, errors.STREAM_FAILED, "no usable rendition"),
+        ({"playlist": "a.m3u8", "start": "NaN"}, errors.STREAM_FAILED, "no usable rendition"),
+        (["index.m3u8", 0], errors.STREAM_FAILED, "no usable rendition"),
+    ]
+    for answer, code, message in cases:
+        registry.seek_answer = answer
+        with pytest.raises(rpc.RPCError) as caught:
+            await sessions.seek(session_id, 60.0, owner=owner)
+        assert (caught.value.code, message in str(caught.value)) == (code, True), answer
+    assert len(sessions) == 1  # a failed seek leaves the session usable
+
+
+async def test_stream_seek_checks_its_position_before_asking_anyone(tmp_path, open_viewer):
+    async with run_a(tmp_path / "a") as (_, url), open_viewer(url) as viewer:
+        for position in (-1, -0.001, "10", None, [1]):
+            params = {"session_id": "s", "position": position}
+            assert await viewer.error_code("stream.seek", params) == rpc.InvalidParams.code
+        # A valid position on an unknown session: the session is what is wrong.
+        params = {"session_id": "s", "position": 10}
+        assert await viewer.error_code("stream.seek", params) == errors.UNKNOWN_SESSION
 
 
 async def test_sessions_expire_unanswered_after_setup_timeout_and_answered_after_ttl(
