@@ -1,15 +1,23 @@
 // Player: hls.js fed over a WebRTC data channel from the worker (P2PClient + makeP2PLoader).
 // Signaling (stream.open/offer/candidate/close) goes over the /ws websocket, so A ties the
 // stream session to this page and ends it when the page goes away.
+//
+// While the video downloads, its rendition grows from 0. A seek past what it lists asks the
+// worker (stream.seek) for a rendition that starts there; the player then plays that one over
+// the same data channel. So the video element holds one rendition at a time, and
+// `rendition.start + video.currentTime` is the position in the whole video (the controls
+// show that; `video.dataset.start` holds the start for scripts and tests).
 
 import { call, ErrorCode, Live, watchLiveStatus } from './api.js';
 import { baseName, formatClock, formatPercent, isStale, taskTitle } from './format.js';
+import { PlayerControls } from './controls.js';
 import { makeP2PLoader, STREAM_PREFIX } from './hls-loader.js';
 import { P2PClient } from './p2p.js';
 import { taskHref } from './widgets.js';
 
 const MAX_NETWORK_RECOVERIES = 3; // hls.startLoad() attempts before giving up
 const MAX_MEDIA_RECOVERIES = 2; // hls.recoverMediaError() attempts before giving up
+const SEEK_END_MARGIN = 0.5; // seconds: a seek to the very end lands this much before it
 
 const params = new URLSearchParams(location.search);
 const taskId = params.get('id');
@@ -25,11 +33,13 @@ const retryButton = document.getElementById('retry-button');
 const startButton = document.getElementById('start-button');
 const buffering = document.getElementById('buffering');
 const available = document.getElementById('available');
+const seeking = document.getElementById('seeking');
 
 let task = null;
-let stream = null; // the current attempt: {client, hls, sessionId, recoveries}
-let resumeAt = 0; // seconds: where a retry picks up
+let stream = null; // the current attempt: {client, hls, sessionId, rendition, recoveries}
+let resumeAt = 0; // seconds into the whole video: where a retry picks up
 let failed = false; // the last attempt failed: wait for Retry
+let seekSerial = 0; // the latest seek wins; an older answer from the worker is dropped
 
 function setConnection(state, text, { retry = false } = {}) {
   connection.dataset.state = state;
@@ -39,6 +49,46 @@ function setConnection(state, text, { retry = false } = {}) {
 
 function hlsEntry() {
   return (task?.hls ?? []).find((h) => h.file_index === fileIndex) ?? null;
+}
+
+function mainRendition() {
+  return { playlist: baseName(hlsEntry()?.playlist || 'index.m3u8'), start: 0 };
+}
+
+// Seconds into the whole video.
+function position() {
+  if (!stream?.rendition) return resumeAt;
+  return stream.rendition.start + (Number.isFinite(video.currentTime) ? video.currentTime : 0);
+}
+
+// The whole video's duration (NaN while unknown): a growing rendition lists less.
+function mediaDuration() {
+  const entry = hlsEntry();
+  if (!entry) return NaN;
+  if (Number.isFinite(entry.media_duration) && entry.media_duration > 0) {
+    return entry.media_duration;
+  }
+  return entry.live ? NaN : entry.duration;
+}
+
+// Seconds the loaded rendition lets the video element seek to (relative to its start).
+function seekableEnd() {
+  const end = video.seekable.length ? video.seekable.end(video.seekable.length - 1) : 0;
+  return Number.isFinite(end) ? end : 0;
+}
+
+// What can play without waiting for the worker, in seconds into the whole video.
+function availableRanges() {
+  const entry = hlsEntry();
+  if (!entry) return [];
+  const rendition = stream?.rendition;
+  let mainEnd = entry.live ? entry.duration ?? 0 : mediaDuration() || entry.duration || 0;
+  if (rendition && rendition.start === 0) mainEnd = Math.max(mainEnd, seekableEnd());
+  const ranges = [{ start: 0, end: mainEnd }];
+  if (rendition && rendition.start > 0 && seekableEnd() > 0) {
+    ranges.push({ start: rendition.start, end: rendition.start + seekableEnd() });
+  }
+  return ranges;
 }
 
 // --- What the page shows about the task ------------------------------------------------------
@@ -52,6 +102,7 @@ function renderTask(next) {
   subtitle.textContent = taskTitle(task);
   document.title = `${name} · TorrentM3U8`;
   renderAvailable();
+  controls.render();
   // After a failed connection only the Retry button (or a reconnected websocket) starts again.
   if (!stream && !failed) {
     if (hlsEntry()) start();
@@ -88,8 +139,7 @@ function renderAvailable() {
     available.textContent = Number.isFinite(percent) ? `${what}: ${formatPercent(percent)}.` : '';
     return;
   }
-  const seekable = video.seekable.length ? video.seekable.end(video.seekable.length - 1) : 0;
-  const ready = Math.max(entry.duration ?? 0, Number.isFinite(seekable) ? seekable : 0);
+  const ready = availableRanges()[0].end;
   const parts = [];
   if (entry.live) {
     const percent = task.progress?.percent;
@@ -99,8 +149,10 @@ function renderAvailable() {
   } else {
     parts.push(`Whole video available: ${formatClock(ready)}`);
   }
+  const start = stream?.rendition?.start ?? 0;
+  if (start > 0) parts.push(`playing from ${formatClock(start)}, made on request`);
   const end = bufferedEnd();
-  if (end !== null) parts.push(`buffered to ${formatClock(end)}`);
+  if (end !== null) parts.push(`buffered to ${formatClock(start + end)}`);
   available.textContent = `${parts.join(' · ')}.`;
 }
 
@@ -118,6 +170,7 @@ async function start() {
   const attempt = {
     client: null,
     hls: null,
+    rendition: null, // {playlist, start}: what the video element holds
     sessionId: null,
     openError: null, // what stream.open answered, when it failed
     network: 0, // hls.js recoveries tried (onHlsError)
@@ -158,25 +211,88 @@ async function start() {
     }
   });
 
-  const hls = new window.Hls({ loader: makeP2PLoader(client), startPosition: resumeAt });
-  attempt.hls = hls;
-  hls.on(window.Hls.Events.ERROR, (_event, data) => onHlsError(attempt, data));
-  hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
-    if (stream === attempt) play();
-  });
-  hls.attachMedia(video);
-  hls.loadSource(STREAM_PREFIX + baseName(hlsEntry().playlist || 'index.m3u8'));
+  // A retry resumes where it was; past what the growing rendition lists, that is a seek.
+  const target = resumeAt;
+  const inMain = !hlsEntry().live || target < (hlsEntry().duration ?? 0);
+  loadRendition(attempt, mainRendition(), inMain ? target : 0, { autoplay: true });
 
   try {
     await client.connect();
   } catch (err) {
     // Normally reported through 'statechange' already; this catches anything else.
     if (stream === attempt) fail(client.reason || err.message);
+    return;
+  }
+  if (!inMain && stream === attempt) seekTo(target);
+}
+
+// Play `rendition` ({playlist, start}) from `at` seconds into the whole video, over the
+// attempt's data channel: a new hls.js instance on the same video element and connection.
+function loadRendition(attempt, rendition, at, { autoplay }) {
+  attempt.hls?.destroy();
+  attempt.rendition = rendition;
+  attempt.network = 0;
+  attempt.media = 0;
+  video.dataset.start = String(rendition.start);
+  const startPosition = Math.max(0, at - rendition.start);
+  const hls = new window.Hls({ loader: makeP2PLoader(attempt.client), startPosition });
+  attempt.hls = hls;
+  hls.on(window.Hls.Events.ERROR, (_event, data) => onHlsError(attempt, hls, data));
+  hls.on(window.Hls.Events.MANIFEST_PARSED, () => {
+    if (stream === attempt && attempt.hls === hls && autoplay) play();
+  });
+  hls.attachMedia(video);
+  hls.loadSource(STREAM_PREFIX + rendition.playlist);
+  controls.render();
+}
+
+// Go to `target` seconds into the whole video: within the loaded rendition, a plain seek;
+// within what the rendition from 0 lists, back to that one; else the worker makes one that
+// starts there (a few seconds: it downloads that part first).
+async function seekTo(target) {
+  const total = mediaDuration();
+  let at = Math.max(0, Number.isFinite(target) ? target : 0);
+  if (Number.isFinite(total)) at = Math.min(at, Math.max(0, total - SEEK_END_MARGIN));
+  const attempt = stream;
+  seekSerial += 1;
+  const serial = seekSerial;
+  if (!attempt?.rendition) {
+    resumeAt = at; // not streaming: the next start begins there
+    controls.render();
+    return;
+  }
+  const { rendition } = attempt;
+  if (at >= rendition.start && at <= rendition.start + seekableEnd()) {
+    video.currentTime = at - rendition.start;
+    return;
+  }
+  const entry = hlsEntry();
+  const autoplay = !video.paused || video.ended;
+  if (entry && (!entry.live || at < (entry.duration ?? 0))) {
+    loadRendition(attempt, mainRendition(), at, { autoplay });
+    return;
+  }
+  problem.textContent = '';
+  buffering.hidden = false;
+  seeking.textContent = `Asking the worker for ${formatClock(at)}…`;
+  seeking.hidden = false;
+  try {
+    const answer = await live.call('stream.seek', { session_id: attempt.sessionId, position: at });
+    if (stream !== attempt || serial !== seekSerial) return;
+    loadRendition(attempt, { playlist: answer.playlist, start: answer.start }, at, {
+      autoplay: true,
+    });
+  } catch (err) {
+    if (stream !== attempt || serial !== seekSerial) return;
+    buffering.hidden = true;
+    problem.textContent = `Could not jump to ${formatClock(at)}: ${err.message}`;
+  } finally {
+    if (serial === seekSerial) seeking.hidden = true;
   }
 }
 
-function onHlsError(attempt, data) {
-  if (stream !== attempt || !data.fatal) return;
+function onHlsError(attempt, hls, data) {
+  if (stream !== attempt || attempt.hls !== hls || !data.fatal) return;
   const { ErrorTypes } = window.Hls;
   if (attempt.client.state === 'failed') {
     fail(attempt.client.reason);
@@ -203,9 +319,11 @@ async function play() {
 
 function stop() {
   const attempt = stream;
-  stream = null;
   if (!attempt) return;
-  if (Number.isFinite(video.currentTime) && video.currentTime > 0) resumeAt = video.currentTime;
+  if (attempt.rendition && Number.isFinite(video.currentTime) && video.currentTime > 0) {
+    resumeAt = position();
+  }
+  stream = null;
   attempt.hls?.destroy();
   attempt.client?.close();
   buffering.hidden = true;
@@ -250,6 +368,13 @@ video.addEventListener('playing', () => {
 for (const name of ['progress', 'timeupdate', 'durationchange']) {
   video.addEventListener(name, renderAvailable);
 }
+
+const controls = new PlayerControls(document.getElementById('controls'), video, {
+  position,
+  duration: mediaDuration,
+  available: availableRanges,
+  seek: seekTo,
+});
 
 // --- Start ---------------------------------------------------------------------------------
 

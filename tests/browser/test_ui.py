@@ -543,6 +543,35 @@ REFUSE_FIRST_PLAY = """
 """
 
 
+async def uses_the_controls(page) -> None:
+    """Play/pause, seek, volume and mute through the player's own controls, as a user would:
+    clicks, and the seek bar moved with the keyboard."""
+    video = "document.querySelector('video')"
+    assert await prop(page, hook("play-pause"), "(el) => el.getAttribute('aria-label')") == "Pause"
+    assert (await text(page, hook("clock"))).endswith(f"/ 0:0{MEDIA_SECONDS}")
+    assert await prop(page, hook("seek"), "(el) => Number(el.max)") == pytest.approx(
+        MEDIA_SECONDS, abs=0.2
+    )
+    await page.run(lambda p: p.click(hook("play-pause")))
+    await until(page, f"{video}.paused")
+    assert await prop(page, hook("play-pause"), "(el) => el.getAttribute('aria-label')") == "Play"
+    # Home, then three steps right: the seek bar is a range input, its step is 0.1 s.
+    await page.run(lambda p: p.focus(hook("seek")))
+    for key in ("Home", "ArrowRight", "ArrowRight", "ArrowRight"):
+        await page.run(lambda p, key=key: p.keyboard.press(key))
+    await until(page, f"Math.abs({video}.currentTime - 0.3) < 0.05")
+    assert await text(page, hook("clock")) == f"0:00 / 0:0{MEDIA_SECONDS}"
+    await page.run(lambda p: p.click(hook("play-pause")))
+    await until(page, f"!{video}.paused && {video}.currentTime > 0.5")
+    await page.run(lambda p: p.fill(hook("volume"), "0.25"))
+    assert await page.evaluate(f"{video}.volume") == pytest.approx(0.25)
+    await page.run(lambda p: p.click(hook("mute")))
+    assert await page.evaluate(f"{video}.muted") is True
+    assert await prop(page, hook("mute"), "(el) => el.getAttribute('aria-pressed')") == "true"
+    await page.run(lambda p: p.click(hook("mute")))
+    assert await page.evaluate(f"{video}.muted") is False
+
+
 async def test_player_starts_with_one_click_and_plays_over_the_data_channel(
     page, tmp_path, hls_folder, artifacts
 ):
@@ -565,11 +594,12 @@ async def test_player_starts_with_one_click_and_plays_over_the_data_channel(
             await page.run(lambda p: p.click(hook("start-button")))
             await until(page, "document.querySelector('video').currentTime > 2.5")
             shot = artifacts / "player.png"
-            await page.run(lambda p: p.screenshot(path=str(shot)))
+            await page.run(lambda p: p.screenshot(path=str(shot), full_page=True))
             assert shot.stat().st_size > 0
             assert not await is_visible(page, hook("buffering"))
             assert not await is_visible(page, hook("start-button"))
             await until_text(page, hook("available"), f"Whole video available: 0:0{MEDIA_SECONDS}")
+            await uses_the_controls(page)
             served = dict(rtc.stats["total"]["paths"])
 
     assert served.get("index.m3u8", 0) >= 1
