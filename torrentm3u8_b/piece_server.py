@@ -5,14 +5,16 @@
 
 FFmpeg asks for byte ranges (`Range: bytes=A-` or `A-B`); each answer is `206` with
 `Content-Range` and the length of the whole range, and its bytes are sent as the pieces
-arrive: a request waits on a missing piece and gives it (and the next few) a libtorrent
-deadline, so what FFmpeg waits for is downloaded first. Bytes come from `Torrent.read_piece`,
-never from the file on disk (a piece just finished may not be written yet: RECIPES.md).
-FFmpeg closes a connection when it seeks (the moov atom at the end of an MP4); the request
-serving it then stops quietly.
+arrive: a request waits on a missing piece (`Torrent.wait_piece`) and gives it (and the next
+few) a libtorrent deadline, renewed every DEADLINE_RENEWAL while it is still missing, so what
+FFmpeg waits for is downloaded first. Bytes come from `Torrent.read_piece`, never from the file
+on disk (a piece just finished may not be written yet: RECIPES.md). FFmpeg closes a
+connection when it seeks (the moov atom at the end of an MP4); the request serving it then
+stops quietly.
 
-`torrents.Torrent` has no "piece finished" event, so a request waiting on a piece looks again
-every PIECE_POLL_INTERVAL (a `Torrent.wait_piece(p)` would remove that polling).
+A `FileReader` whose deadlines are paused (`pause_deadlines`) still waits for pieces but sets
+no deadline: while a seek rendition reads elsewhere in the file, only its reader asks for
+pieces first, and the main one gets its pieces from the sequential download.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ log = logging.getLogger("torrentm3u8.b.pieces")
 LOOPBACK = "127.0.0.1"
 READAHEAD_PIECES = 4  # pieces after the one a request waits on that get a deadline too
 DEADLINE_STEP = 500  # milliseconds between the deadlines of consecutive pieces
-PIECE_POLL_INTERVAL = 0.05  # seconds between two looks at a missing piece
 DEADLINE_RENEWAL = 2.0  # seconds: deadlines of a piece still missing are set again
 CACHED_PIECES = 8  # pieces kept in memory (FFmpeg re-reads around a seek)
 MAX_HEADER_BYTES = 16_384
@@ -54,6 +55,8 @@ class PieceSource(Protocol):
 
     def set_piece_deadline(self, piece: int, deadline: int) -> None: ...
 
+    async def wait_piece(self, piece: int) -> None: ...
+
     async def read_piece(self, piece: int) -> bytes: ...
 
 
@@ -66,6 +69,26 @@ class FileReader:
         self.size = size
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._last_piece = torrent.map_file(index, size - 1)[0] if size else 0
+        self._deadlines = True
+        self._resumed = 0  # how many times deadlines were turned back on
+        self._waits: set[trio.CancelScope] = set()
+
+    @property
+    def sets_deadlines(self) -> bool:
+        return self._deadlines
+
+    def pause_deadlines(self) -> None:
+        """Set no piece deadline until `resume_deadlines` (pieces are still waited for)."""
+        self._deadlines = False
+
+    def resume_deadlines(self) -> None:
+        """Set deadlines again, at once for the pieces requests are waiting on."""
+        if self._deadlines:
+            return
+        self._deadlines = True
+        self._resumed += 1
+        for scope in self._waits:
+            scope.cancel()  # the waiters go round their loop and set their deadlines
 
     async def piece(self, piece: int) -> bytes:
         data = self._cache.get(piece)
@@ -73,16 +96,22 @@ class FileReader:
             self._cache.move_to_end(piece)
             return data
         t = self.torrent
-        asked_at = -math.inf
+        asked_at, asked_round = -math.inf, self._resumed
         while not t.have_piece(piece):
-            if trio.current_time() - asked_at >= DEADLINE_RENEWAL:
-                asked_at = trio.current_time()
+            now = trio.current_time()
+            renew = now - asked_at >= DEADLINE_RENEWAL or asked_round != self._resumed
+            if self._deadlines and renew:
+                asked_at, asked_round = now, self._resumed
                 last = min(piece + READAHEAD_PIECES, self._last_piece)
                 for n, p in enumerate(range(piece, last + 1)):
                     if not t.have_piece(p):
                         t.set_piece_deadline(p, DEADLINE_STEP * n)
-            # Torrent has no per-piece event to wait on (see the module docstring).
-            await trio.sleep(PIECE_POLL_INTERVAL)
+            with trio.move_on_after(DEADLINE_RENEWAL) as wait:
+                self._waits.add(wait)
+                try:
+                    await t.wait_piece(piece)
+                finally:
+                    self._waits.discard(wait)
         data = await t.read_piece(piece)
         self._cache[piece] = data
         while len(self._cache) > CACHED_PIECES:
@@ -207,11 +236,17 @@ async def _cancel_on_hangup(stream: trio.SocketStream, scope: trio.CancelScope) 
 
 
 async def serve_piece_server(
-    torrent: PieceSource, index: int, size: int, *, task_status=trio.TASK_STATUS_IGNORED
+    torrent: PieceSource,
+    index: int,
+    size: int,
+    *,
+    reader: FileReader | None = None,
+    task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve file `index` (`size` bytes) of `torrent` on 127.0.0.1 until cancelled; started()
-    with its URL."""
-    reader = FileReader(torrent, index, size)
+    with its URL. `reader`: a FileReader of that file to read through (its deadlines can be
+    paused from outside); default: a new one."""
+    reader = reader or FileReader(torrent, index, size)
     listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
     port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
@@ -235,11 +270,14 @@ def unwrapped():
 
 
 @asynccontextmanager
-async def open_piece_server(torrent: PieceSource, index: int, size: int) -> AsyncIterator[str]:
+async def open_piece_server(
+    torrent: PieceSource, index: int, size: int, *, reader: FileReader | None = None
+) -> AsyncIterator[str]:
     """`serve_piece_server` for the duration of the block; yields the file's URL. An exception
     from the block comes out as itself."""
     with unwrapped():
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(partial(serve_piece_server, torrent, index, size))
+            serve = partial(serve_piece_server, torrent, index, size, reader=reader)
+            url = await nursery.start(serve)
             yield url
             nursery.cancel_scope.cancel()

@@ -2,13 +2,17 @@
 
     task.start ─▶ add magnet ─▶ metadata (timeout) ─▶ task.metadata
                ─▶ download the video files ─▶ task.progress every PROGRESS_INTERVAL
-                  (meanwhile the largest video's live HLS: task.hls_ready live=True)
+                  (meanwhile the largest video's live HLS: task.hls_ready live=True, and
+                  seek renditions on demand: seeking.py)
                ─▶ task.state completed ─▶ task.state transcoding (until every video has
                   its HLS; the live one is final at its ENDLIST) ─▶ per video:
                   task.transcode_progress, task.hls_ready ─▶ (A marks the task playable)
 
 Any step failing ends in `task.state failed` with a readable reason; B keeps running.
 Reports go through the outbox, so a report made while A is away is delivered after reconnect.
+Making HLS from a finished file, and a live run that re-encodes, hold the worker's transcode
+slot; a live remux and seek renditions do not. `task.hls_ready` entries carry
+`media_duration` (the probe's duration of the whole video) when it is known.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import trio
 
 from .paths import hls_dir, task_dir
 from .piece_server import unwrapped
-from .progressive import LiveRendition, make_live_hls
+from .progressive import LiveFile, LiveRendition, make_live_hls
 from .records import Records, TaskRecord
+from .seeking import SeekRuns, seek
 from .torrents import TorrentError
-from .transcode import TranscodeError, is_complete_rendition, make_hls
+from .transcode import TranscodeError, is_complete_rendition, make_hls, probe
 
 log = logging.getLogger("torrentm3u8.b.tasks")
 
@@ -78,6 +83,9 @@ class TaskPipeline:
         self.torrent = None
         self._live_entries: dict[int, dict[str, Any]] = {}
         self._live_changed = trio.Event()
+        self._live_files: dict[int, LiveFile] = {}  # live runs in progress, by file index
+        self._media_durations: dict[int, float] = {}  # seconds, from the live runs' probes
+        self.seeks: SeekRuns | None = None
 
     def report(self, method: str, coalesce_key: str | None = None, **params: Any) -> None:
         self.w.report(method, coalesce_key=coalesce_key, **params)
@@ -101,7 +109,10 @@ class TaskPipeline:
         stops, so a restart does not fetch again what is on disk.
         """
         try:
-            await self._run()
+            with unwrapped():
+                async with trio.open_nursery() as seek_runs:  # they end with the pipeline
+                    self.seeks = SeekRuns(seek_runs)
+                    await self._run()
         except (TaskFailed, *self.w.failures) as exc:
             log.warning("task %s failed: %s", self.task_id, exc)
             await self.set_state("failed", str(exc) or type(exc).__name__)
@@ -152,11 +163,13 @@ class TaskPipeline:
 
         if self.record.state == "downloading":
             with unwrapped():  # a failure comes out as itself, for run()
-                live_file = None
+                live_file, live_scope = None, trio.CancelScope()
                 async with trio.open_nursery() as live:
                     if cfg.watch_while_downloading:
-                        live_file = max(video_files, key=lambda f: f["size"])  # not a sample clip
-                        live.start_soon(self._make_live_rendition, t, live_file)
+                        main = max(video_files, key=lambda f: f["size"])  # not a sample clip
+                        out = hls_dir(cfg.data_dir, self.task_id, main["index"])
+                        live_file = LiveFile(t, main["index"], main["size"], out)
+                        live.start_soon(self._make_live_rendition, live_file, live_scope)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(
                             report_progress_every,
@@ -177,6 +190,8 @@ class TaskPipeline:
                     log.info("task %s: download complete", self.task_id)
                     await self.set_state("completed")
                     if live_file is not None:  # the HLS step ends at ENDLIST: A shows it
+                        if not live_file.started:  # still waiting for the transcode slot:
+                            live_scope.cancel()  # the complete-file path does it instead
                         await self.set_state("transcoding")
             # The live rendition (if any) has ended: _make_rendition finds it complete and
             # reports it final, after `completed`, so A can make the task playable.
@@ -187,20 +202,22 @@ class TaskPipeline:
             self.record.state = "playable"
             await self.records.update(self.task_id, state="playable")
 
-    async def _make_live_rendition(self, t, file: dict[str, Any]) -> None:
-        """HLS of `file` while it downloads (see progressive.py). A failure is logged and
-        left to the complete-file path, which runs once the download is done."""
-        file_index = file["index"]
-        out = hls_dir(self.config.data_dir, self.task_id, file_index)
+    async def _make_live_rendition(self, live: LiveFile, scope: trio.CancelScope) -> None:
+        """HLS of `live`'s file while it downloads (see progressive.py). A failure is logged
+        and left to the complete-file path, which runs once the download is done."""
+        file_index = live.file_index
 
         def on_live(now: LiveRendition) -> None:
-            self._live_entries[file_index] = {
+            if live.media is not None and live.media.duration:
+                self._media_durations[file_index] = live.media.duration
+            entry = {
                 "file_index": file_index,
                 "playlist": now.playlist,
                 "duration": now.duration,
                 "segments": now.segments,
                 "live": True,
             }
+            self._live_entries[file_index] = entry | self._media_duration_field(file_index)
             self._live_changed.set()
 
         def on_progress(percent: float) -> None:
@@ -212,18 +229,51 @@ class TaskPipeline:
                 percent=round(percent, 1),
             )
 
+        self._live_files[file_index] = live
         try:
-            with unwrapped():
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._store_live_entries)
-                    await make_live_hls(
-                        t, file_index, file["size"], out, on_live=on_live, on_progress=on_progress
-                    )
-                    nursery.cancel_scope.cancel()
+            with scope:
+                with unwrapped():
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._store_live_entries)
+                        await make_live_hls(
+                            live,
+                            on_live=on_live,
+                            on_progress=on_progress,
+                            slot=self.w.transcode_limit,
+                        )
+                        nursery.cancel_scope.cancel()
+                log.info("task %s: live HLS of file %d ended", self.task_id, file_index)
         except (TranscodeError, TorrentError, OSError) as exc:
             log.warning("task %s: no live HLS of file %d: %s", self.task_id, file_index, exc)
-        else:
-            log.info("task %s: live HLS of file %d ended", self.task_id, file_index)
+        finally:
+            self._live_files.pop(file_index, None)
+        if scope.cancelled_caught:
+            log.info(
+                "task %s: file %d downloaded before a transcode slot was free",
+                self.task_id,
+                file_index,
+            )
+
+    def _media_duration_field(self, file_index: int) -> dict[str, float]:
+        """{"media_duration": seconds} when this run or the record knows it, else {}."""
+        if file_index in self._media_durations:
+            return {"media_duration": self._media_durations[file_index]}
+        for h in self.record.hls:
+            if h["file_index"] == file_index and h.get("media_duration"):
+                return {"media_duration": h["media_duration"]}
+        return {}
+
+    async def seek(self, file_index: int, position: float) -> dict[str, Any]:
+        """`task.seek` for one of this task's files (see seeking.py); raises SeekError."""
+        entry = next((h for h in self.record.hls if h["file_index"] == file_index), None)
+        return await seek(
+            entry,
+            position,
+            out_dir=hls_dir(self.config.data_dir, self.task_id, file_index),
+            live=self._live_files.get(file_index),
+            runs=self.seeks,
+            what=f"file {file_index} of task {self.task_id}",
+        )
 
     async def _store_live_entries(self) -> None:
         """Record each growing rendition, then tell A: rtc.offer serves what the record lists,
@@ -256,6 +306,7 @@ class TaskPipeline:
     async def _make_rendition(self, t, file_index: int) -> None:
         out = hls_dir(self.config.data_dir, self.task_id, file_index)
         result = is_complete_rendition(out)
+        known = self._media_duration_field(file_index)
         if result is None:
             async with self.w.transcode_limit:
                 if self.record.state == "completed":
@@ -271,14 +322,22 @@ class TaskPipeline:
                         percent=round(percent, 1),
                     )
 
-                result = await make_hls(
-                    str(t.file_disk_path(file_index)), out, on_progress=on_progress
-                )
+                path = str(t.file_disk_path(file_index))
+                media = await probe(path)
+                known = {"media_duration": media.duration} if media.duration else {}
+                result = await make_hls(path, out, on_progress=on_progress, media=media)
+        elif not known:  # made by an earlier run that did not record it
+            try:
+                media = await probe(str(t.file_disk_path(file_index)))
+                known = {"media_duration": media.duration} if media.duration else {}
+            except TranscodeError as exc:
+                log.warning("task %s: no duration of file %d: %s", self.task_id, file_index, exc)
         entry = {
             "file_index": file_index,
             "playlist": result.playlist,
             "duration": result.duration,
             "segments": result.segments,
+            **known,
         }
         self.record.hls = [h for h in self.record.hls if h["file_index"] != file_index] + [entry]
         await self.records.update(self.task_id, hls=self.record.hls)

@@ -51,7 +51,7 @@ ALERT_MASK = (
     | _Cat.status_notification
     | _Cat.storage_notification
     | _Cat.file_progress_notification
-    | _Cat.piece_progress_notification
+    | _Cat.piece_progress_notification  # piece_finished_alert, for Torrent.wait_piece
 )
 _PRODUCTION_INTERFACES = "0.0.0.0:6881,[::]:6881"
 _LOOPBACK_INTERFACE = "127.0.0.1:0"
@@ -179,6 +179,7 @@ class Torrent:
         self._resume_lock = trio.Lock()
         self._resume: _Reply | None = None
         self._pieces: dict[int, _Reply] = {}
+        self._finished: dict[int, trio.Event] = {}  # piece -> set by its piece_finished_alert
         self._removal: _Reply | None = None
         self._delete_files = False
 
@@ -351,6 +352,22 @@ class Torrent:
         self._check()
         self._handle.set_piece_deadline(piece, deadline)
 
+    def clear_piece_deadlines(self) -> None:
+        """Forget every piece deadline: the download goes back to its usual order."""
+        self._check()
+        self._handle.clear_piece_deadlines()
+
+    async def wait_piece(self, piece: int) -> None:
+        """Return once `piece` is downloaded and checked (at once if it is). Raises
+        TorrentError when the torrent is removed, the session closes or the torrent fails."""
+        while True:
+            self._check()
+            if self._error is not None:
+                raise TorrentError(self._error)
+            if self._handle.have_piece(piece):
+                return
+            await self._finished.setdefault(piece, trio.Event()).wait()
+
     async def read_piece(self, piece: int) -> bytes:
         """The bytes of a downloaded piece, from libtorrent (not the file: see RECIPES)."""
         self._check()
@@ -396,6 +413,10 @@ class Torrent:
                 reply.fail(f"could not read piece {alert.piece}: {alert.error.message()}")
             elif reply is not None:
                 reply.set(bytes(alert.buffer))
+        elif isinstance(alert, lt.piece_finished_alert):
+            finished = self._finished.pop(alert.piece_index, None)
+            if finished is not None:
+                finished.set()
         elif isinstance(alert, lt.file_renamed_alert):
             self._renamed[alert.index] = alert.new_name()
             self._renames.pop(alert.index, _Reply()).set()
@@ -404,8 +425,10 @@ class Torrent:
             self._renames.pop(alert.index, _Reply()).fail(error)
         elif isinstance(alert, lt.file_error_alert):
             self._error = f"{alert.error.message()}: {alert.filename()}"
+            self._wake_piece_waiters()
         elif isinstance(alert, lt.torrent_error_alert):
             self._error = self._error or alert.error.message()
+            self._wake_piece_waiters()
         elif isinstance(alert, lt.torrent_removed_alert) and self._removal is not None:
             if not self._delete_files:
                 self._removal.set()
@@ -431,7 +454,14 @@ class Torrent:
         for reply in replies:
             if reply is not None:
                 reply.fail(self._closed)
+        self._wake_piece_waiters()
         self._changed.set()
+
+    def _wake_piece_waiters(self) -> None:
+        # They look at the torrent again and raise its error.
+        for finished in self._finished.values():
+            finished.set()
+        self._finished.clear()
 
 
 def _unique(path: str, used: set[str]) -> str:

@@ -8,9 +8,17 @@ made in a sibling temp directory and renamed into place once checked, so a crash
 a half rendition looking complete; `is_complete_rendition` tells whether a finished one is on
 disk. `source` may be an http URL on 127.0.0.1 (read with -seekable 1): with
 playlist_type="event" the playlist grows in out_dir while the file still downloads.
+
+`seek=T` starts the rendition at T seconds (`-ss T` before `-i`) and keeps the video's own
+timestamps (`-copyts -start_at_zero`): with stream copy the first segment starts at the
+keyframe at or before T. `start_time(path)` reads where a segment starts on that timeline.
+Forced keyframes (re-encoding) count from the first frame FFmpeg encodes, not from 0, so
+they keep SEGMENT_SECONDS apart after a seek too (checked with FFmpeg 5.1 and 9).
 """
 
+import json
 import math
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +28,25 @@ from typing import Literal
 
 import trio
 
-from .ffmpeg import MediaInfo, TranscodeError, find_ffmpeg, is_url, last_error, probe, run_ffmpeg
+from .ffmpeg import (
+    MediaInfo,
+    TranscodeError,
+    ffprobe_exe,
+    find_ffmpeg,
+    is_url,
+    last_error,
+    probe,
+    run_ffmpeg,
+)
 
-__all__ = ["HlsResult", "TranscodeError", "is_complete_rendition", "make_hls", "plan"]
+__all__ = [
+    "HlsResult",
+    "TranscodeError",
+    "is_complete_rendition",
+    "make_hls",
+    "plan",
+    "start_time",
+]
 
 PLAYLIST = "index.m3u8"
 SEGMENT_PATTERN = "seg%05d.ts"
@@ -63,12 +87,21 @@ def plan(info: MediaInfo) -> Mode:
 
 
 def hls_command(
-    exe: str, source: str, out_dir: Path, mode: Mode, *, video_index: int = 0, playlist_type="vod"
+    exe: str,
+    source: str,
+    out_dir: Path,
+    mode: Mode,
+    *,
+    video_index: int = 0,
+    playlist_type="vod",
+    seek: float | None = None,
 ) -> list[str]:
     """The FFmpeg command line of `make_hls` (progress on stdout, errors only on stderr)."""
     command = [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
     command += ["-progress", "pipe:1", "-y"]
     command += ["-seekable", "1"] if is_url(source) else []
+    if seek is not None:
+        command += ["-copyts", "-start_at_zero", "-ss", f"{seek:.3f}"]
     command += ["-i", source, "-map", f"0:v:{video_index}", "-map", "0:a:0?"]
     command += CODEC_ARGS[mode]
     command += ["-max_muxing_queue_size", MUXING_QUEUE]
@@ -87,11 +120,13 @@ async def make_hls(
     playlist_type: Literal["vod", "event"] = "vod",
     media: MediaInfo | None = None,
     mode: Mode | None = None,
+    seek: float | None = None,
 ) -> HlsResult:
     """Make the HLS rendition of `source` (a path, or a Range-capable http URL) in out_dir.
 
     on_progress(percent) is called from this task as FFmpeg advances (at most every 1 %, and
-    100 at the end); it must not block. `media` skips probing; `mode` overrides `plan`.
+    100 at the end); it must not block. `media` skips probing; `mode` overrides `plan`;
+    `seek` starts at that many seconds, on the video's own timeline (module docstring).
     Raises TranscodeError with FFmpeg's message when it fails or makes no playable segment.
     Cancelling kills FFmpeg; nothing looking complete is left behind.
     """
@@ -102,7 +137,13 @@ async def make_hls(
     work = out_dir if playlist_type == "event" else out_dir.with_name(f".{out_dir.name}.partial")
     await trio.to_thread.run_sync(_fresh_dir, work)
     command = hls_command(
-        exe, source, work, mode, video_index=media.video_index, playlist_type=playlist_type
+        exe,
+        source,
+        work,
+        mode,
+        video_index=media.video_index,
+        playlist_type=playlist_type,
+        seek=seek,
     )
     progress = _Progress(media.duration, on_progress)
     try:
@@ -137,6 +178,29 @@ class _Progress:
         if percent - self.reported >= PROGRESS_STEP:
             self.reported = percent
             self.callback(percent)
+
+
+_START = re.compile(r"Duration: .*?, start: (-?\d+(?:\.\d+)?)")
+
+
+async def start_time(path: Path) -> float | None:
+    """The container's start time of a media file (seconds, the lowest timestamp: where
+    hls.js puts time 0 of a playlist starting with that segment), or None if unreadable."""
+    ffprobe = await trio.to_thread.run_sync(ffprobe_exe)
+    if ffprobe:
+        command = [ffprobe, "-v", "error", "-of", "json", "-show_entries", "format=start_time"]
+        result = await trio.run_process(
+            [*command, str(path)], capture_stdout=True, capture_stderr=True, check=False
+        )
+        try:
+            return float(json.loads(result.stdout)["format"]["start_time"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    exe = await find_ffmpeg()  # no ffprobe: `ffmpeg -i` says "Duration: ..., start: S"
+    command = [exe, "-hide_banner", "-nostdin", "-i", str(path)]
+    result = await trio.run_process(command, capture_stderr=True, check=False)
+    match = _START.search(result.stderr.decode("utf-8", "replace"))
+    return float(match[1]) if match else None
 
 
 def is_complete_rendition(out_dir: Path) -> HlsResult | None:

@@ -3,7 +3,8 @@
 `run_worker(config)` owns every long-lived part: B's records (sqlite), the libtorrent
 session, the aiortc thread, one `TaskPipeline` per task and the link to A (reconnecting by
 itself). After a restart, even after `kill -9`, every recorded task is resumed from what is on
-disk and reported in the hello snapshot.
+disk and reported in the hello snapshot. `task.seek` answers where a viewer can play a position
+of a video, starting a seek rendition while the file downloads (seeking.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .link import Outbox, keep_connected, run_link
 from .paths import hls_dir, task_dir
 from .pipeline import TaskPipeline
 from .records import Records, open_records
+from .seeking import NotSeekable, OutsideVideo, SeekFailed, seek
 from .torrents import TorrentError, TorrentSettings, open_torrent_session
 from .transcode import TranscodeError
 from .webrtc import RtcBusy, RtcError, UnknownSession, open_rtc_server
@@ -63,6 +65,7 @@ class Worker:
         self.transcode_limit = trio.CapacityLimiter(config.transcode_concurrency)
         self._nursery = nursery
         self._running: dict[str, tuple[trio.CancelScope, trio.Event]] = {}
+        self._pipelines: dict[str, TaskPipeline] = {}
         self._idle = trio.Event()
         self._idle.set()
 
@@ -88,12 +91,15 @@ class Worker:
         self._running[record.task_id] = (scope, done)
         self._idle = trio.Event()
 
+        pipeline = self._pipelines[record.task_id] = TaskPipeline(self, record)
+
         async def run() -> None:
             try:
                 with scope:
-                    await TaskPipeline(self, record).run()
+                    await pipeline.run()
             finally:
                 self._running.pop(record.task_id, None)
+                self._pipelines.pop(record.task_id, None)
                 done.set()
                 if not self._running:
                     self._idle.set()
@@ -133,6 +139,31 @@ class Worker:
         await self.records.remove(task_id)
         log.info("task %s: removed%s", task_id, " with its files" if delete_files else "")
 
+    async def seek(self, task_id: str, file_index: int, position: float) -> dict[str, Any]:
+        """Where to play `position` (seconds) of file `file_index`: {"playlist": path under
+        the file's HLS folder, "start": the video time of that playlist's time 0}. Raises
+        rpc errors: NOT_PLAYABLE, InvalidParams (position), STREAM_FAILED (no seek rendition
+        in time)."""
+        if isinstance(file_index, bool) or not isinstance(file_index, int) or file_index < 0:
+            raise rpc.InvalidParams(f"file_index must be an integer >= 0, not {file_index!r}")
+        try:
+            pipeline = self._pipelines.get(task_id)
+            if pipeline is not None:
+                return await pipeline.seek(file_index, position)
+            record = await self.records.get(task_id)
+            if record is None:
+                raise NotSeekable(f"this worker has no task {task_id}")
+            entry = next((h for h in record.hls if h["file_index"] == file_index), None)
+            what = f"file {file_index} of task {task_id}"
+            out = hls_dir(self.config.data_dir, task_id, file_index)
+            return await seek(entry, position, out_dir=out, live=None, runs=None, what=what)
+        except NotSeekable as exc:
+            raise rpc.ApplicationError(NOT_PLAYABLE, str(exc)) from None
+        except OutsideVideo as exc:
+            raise rpc.InvalidParams(str(exc)) from None
+        except SeekFailed as exc:
+            raise rpc.ApplicationError(STREAM_FAILED, str(exc)) from None
+
     # ---- what A may call -----------------------------------------------------------------
 
     def methods(self) -> rpc.Methods:
@@ -157,6 +188,12 @@ class Worker:
         async def task_remove(task_id: str, delete_files: bool = True) -> None:
             """Stop a task and (by default) delete its files."""
             await self.remove_task(task_id, delete_files=delete_files)
+
+        @methods.add(name="task.seek")
+        async def task_seek(task_id: str, file_index: int, position: float) -> dict:
+            """Where a viewer plays `position` s of a video: the main playlist, or a seek
+            rendition started there while the file downloads. {playlist, start}."""
+            return await self.seek(task_id, file_index, position)
 
         @methods.add(name="rtc.offer")
         async def rtc_offer(

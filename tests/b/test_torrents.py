@@ -103,6 +103,35 @@ async def test_pieces_can_be_read_from_libtorrent(leecher, show, show_seeder, tm
     assert t.map_file(0, t.piece_length + 5) == (piece + 1, start + 5)
 
 
+async def test_wait_piece_returns_when_the_piece_is_in_and_fails_when_removed(
+    leecher, show, show_seeder, tmp_path
+):
+    with trio.fail_after(NETWORK_DEADLINE):
+        t = await leecher.add_magnet("t1", show_seeder.magnet(), tmp_path / "dl")
+        await t.wait_metadata()
+        videos, notes = 0, next(f["index"] for f in t.info()["files"] if not f["is_video"])
+        last, _ = t.map_file(videos, (show / "ep1.mp4").stat().st_size - 1)
+        unwanted, _ = t.map_file(notes, 0)
+        assert not t.have_piece(last)
+        t.select_files([videos])
+        await t.wait_piece(last)  # woken by its piece_finished_alert
+        assert t.have_piece(last)
+        await t.wait_piece(last)  # already there: at once
+
+        errors = []
+
+        async def wait_unwanted() -> None:
+            with pytest.raises(TorrentError) as caught:
+                await t.wait_piece(unwanted)  # never downloaded: not selected
+            errors.append(str(caught.value))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_unwanted)
+            await trio.testing.wait_all_tasks_blocked()
+            await leecher.remove("t1")
+    assert errors == ["the torrent was removed"]
+
+
 def v1_torrent(files: list[tuple[list[bytes], bytes]], name: bytes, links=None) -> bytes:
     """A v1 .torrent built by hand, so file names can be anything. links: {path: target}
     adds BEP 47 symlink entries."""

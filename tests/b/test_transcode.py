@@ -18,6 +18,7 @@ from torrentm3u8_b.ffmpeg import (
     probe_with_ffmpeg,
     probe_with_ffprobe,
 )
+from torrentm3u8_b.samples import make_sample
 from torrentm3u8_b.transcode import (
     PLAYLIST,
     SEGMENT_SECONDS,
@@ -25,6 +26,7 @@ from torrentm3u8_b.transcode import (
     is_complete_rendition,
     make_hls,
     plan,
+    start_time,
 )
 
 GARBAGE = random.Random(0).randbytes(50_000)  # fixed: FFmpeg finds a format in some random bytes
@@ -232,6 +234,47 @@ async def test_is_complete_rendition(media, tmp_path):
     assert is_complete_rendition(out) is None
     (out / PLAYLIST).write_text(playlist.replace("seg00001.ts", "../../seg00001.ts"))
     assert is_complete_rendition(out) is None
+
+
+async def keyframes(segment: Path) -> list[float]:
+    command = [ffprobe_exe() or "ffprobe", "-v", "error", "-select_streams", "v"]
+    command += ["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", str(segment)]
+    result = await trio.run_process(command, capture_stdout=True)
+    lines = [line.split(",") for line in result.stdout.decode().split()]
+    return [float(line[0]) for line in lines if "K" in line[1]]
+
+
+@pytest.fixture(scope="module")
+def clip16(tmp_path_factory) -> Path:
+    """16 s, a keyframe every 2 s."""
+    path = tmp_path_factory.mktemp("clip16") / "clip16.mp4"
+    trio.run(partial(make_sample, path, seconds=16, size="160x120"))
+    return path
+
+
+@pytest.mark.parametrize(("mode", "low"), [("copy", 8.0), ("full", 9.0)])
+async def test_a_seek_rendition_keeps_the_video_timeline(clip16, tmp_path, mode, low):
+    main = await make_hls(str(clip16), tmp_path / "main", mode=mode)
+    seek = await make_hls(str(clip16), tmp_path / "seek", mode=mode, seek=9.0)
+
+    start = await start_time(tmp_path / "seek" / "seg00000.ts")
+    main_start = await start_time(tmp_path / "main" / "seg00000.ts")
+    # Copy starts at the keyframe before 9 s (8 s), re-encoding at 9 s; the audio a frame
+    # earlier.
+    assert low - 0.2 <= start - main_start <= 9.0
+    assert seek.duration == pytest.approx(main.duration - (start - main_start), abs=0.5)
+    segments = playlist_segments(tmp_path / "seek")
+    if mode == "full":  # forced keyframes count from the seek, not from 0
+        assert len(await keyframes(tmp_path / "seek" / "seg00000.ts")) == 1
+        assert [d for _, d in segments] == pytest.approx([4, 3], abs=0.1)
+    else:
+        assert [d for _, d in segments] == pytest.approx([4, 4], abs=0.1)
+
+
+async def test_start_time_of_something_unreadable_is_none(tmp_path):
+    (tmp_path / "junk.ts").write_bytes(GARBAGE[:100])
+    assert await start_time(tmp_path / "junk.ts") is None
+    assert await start_time(tmp_path / "missing.ts") is None
 
 
 async def test_a_new_rendition_replaces_a_broken_one(media, tmp_path):

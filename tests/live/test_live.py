@@ -9,7 +9,7 @@ import pytest
 import trio
 from support import http_rpc, run_a, wait_task
 
-from torrentm3u8_b.samples import make_torrent
+from torrentm3u8_b.samples import make_sample, make_torrent
 from torrentm3u8_b.seeder import open_seeder
 from torrentm3u8_b.transcode import is_complete_rendition
 
@@ -106,3 +106,68 @@ async def test_a_file_ffmpeg_cannot_read_fails_the_task_not_the_worker(tmp_path,
         assert failed["hls"] == []
         await worker.wait_idle()  # the worker is still running
     assert failed["error"]
+
+
+async def test_only_a_live_reencode_waits_for_the_transcode_slot(tmp_path, start_b):
+    """One transcode slot (the default), three downloads at once: two VP9 files (re-encoded)
+    and one H.264 file (remuxed). While one VP9 live run holds the slot, the other VP9 task has
+    no live rendition, and the H.264 task has one anyway; all three end playable."""
+    seconds = 24
+    specs = {
+        "vp9_a": ("a.mkv", {"vcodec": "libvpx-vp9", "acodec": "libopus"}),
+        "vp9_b": ("b.mkv", {"vcodec": "libvpx-vp9", "acodec": "libopus"}),
+        "h264": ("c.mp4", {}),
+    }
+    clips = {}
+    async with trio.open_nursery() as nursery:
+        for name, (file_name, options) in specs.items():
+            (tmp_path / name).mkdir()
+            clips[name] = tmp_path / name / file_name
+            nursery.start_soon(
+                lambda p=clips[name], o=options: make_sample(
+                    p, seconds=seconds, size="320x240", **o
+                )
+            )
+    async with AsyncExitStack() as stack:
+        a, url = await stack.enter_async_context(run_a(tmp_path / "a"))
+        ids = {}
+        for name, clip in clips.items():
+            seeder, _ = await seed(stack, clip, seconds)
+            ids[name] = (await http_rpc(url, "task.add", {"magnet": seeder.magnet()}))["result"][
+                "id"
+            ]
+        worker = await stack.enter_async_context(start_b(url, tmp_path / "b"))
+        assert worker.transcode_limit.total_tokens == 1
+
+        async def snapshot() -> dict[str, dict]:
+            return {name: await a.service.get(task_id) for name, task_id in ids.items()}
+
+        async with a.hub.subscribe() as events:
+            tasks = await snapshot()
+            # Until the H.264 task and one VP9 task are live (or something is no longer
+            # downloading, which fails the test below).
+            while not (
+                live_entry(tasks["h264"])
+                and (live_entry(tasks["vp9_a"]) or live_entry(tasks["vp9_b"]))
+            ) and all(t["state"] in ("waiting", "downloading") for t in tasks.values()):
+                async for method, _ in events:
+                    if method == "task.updated":
+                        break
+                tasks = await snapshot()
+            borrowed = worker.transcode_limit.borrowed_tokens
+        done = {
+            name: await wait_task(a, task_id, lambda t: t["state"] == "playable", what="end")
+            for name, task_id in ids.items()
+        }
+
+    vp9_live = [name for name in ("vp9_a", "vp9_b") if live_entry(tasks[name])]
+    assert len(vp9_live) == 1, {
+        n: (t["state"], t["hls"], t["progress"]["percent"]) for n, t in tasks.items()
+    }
+    [holder] = vp9_live
+    assert tasks[holder]["state"] == "downloading"  # so its live run holds the slot
+    assert borrowed == 1
+    assert live_entry(tasks["h264"]) is not None  # a remux did not need the slot
+    for name, task in done.items():
+        [final] = task["hls"]
+        assert final["live"] is False and abs(final["duration"] - seconds) < 1.0, name

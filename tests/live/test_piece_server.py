@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
-from torrentm3u8_b.piece_server import open_piece_server, parse_range
+from torrentm3u8_b.piece_server import DEADLINE_RENEWAL, FileReader, open_piece_server, parse_range
 from torrentm3u8_b.progressive import read_live_playlist
 
 PIECE = 1000  # bytes
@@ -23,6 +24,12 @@ class FakeTorrent:
         self.deadlines: list[int] = []
         self.asked = trio.Event()  # a deadline was set
         self.reads: list[int] = []
+        self._arrived = trio.Event()
+
+    def arrive(self, *pieces: int) -> None:
+        self.have |= set(pieces)
+        self._arrived.set()
+        self._arrived = trio.Event()
 
     def map_file(self, index: int, offset: int) -> tuple[int, int]:
         assert index == 3
@@ -34,6 +41,11 @@ class FakeTorrent:
     def set_piece_deadline(self, piece: int, deadline: int) -> None:
         self.deadlines.append(piece)
         self.asked.set()
+        self.asked = trio.Event()
+
+    async def wait_piece(self, piece: int) -> None:
+        while piece not in self.have:
+            await self._arrived.wait()
 
     async def read_piece(self, piece: int) -> bytes:
         assert piece in self.have, "read_piece of a missing piece"
@@ -107,7 +119,7 @@ async def test_a_request_waits_for_missing_pieces_and_asks_for_them_first():
             await torrent.asked.wait()
             assert torrent.deadlines[:5] == [1, 2, 3, 4, 5]  # the piece waited on, then ahead
             assert got == []
-            torrent.have |= {1, 2}
+            torrent.arrive(1, 2)
     status, _, body = got[0]
     assert status == "HTTP/1.1 206 Partial Content"
     assert body == DATA[500:2500]
@@ -122,7 +134,7 @@ async def test_a_client_hanging_up_mid_range_is_not_an_error():
         await stream.send_all(b"GET /file/3 HTTP/1.1\r\nRange: bytes=0-\r\n\r\n")
         assert (await stream.receive_some()).startswith(b"HTTP/1.1 206")
         await stream.aclose()  # FFmpeg seeking elsewhere
-        torrent.have |= set(range(6))
+        torrent.arrive(*range(6))
         status, _, body = await get(url, "Range: bytes=5000-\r\n")  # the server still serves
     assert status == "HTTP/1.1 206 Partial Content" and body == DATA[5000:]
 
@@ -137,3 +149,41 @@ def test_read_live_playlist_counts_only_usable_segments(tmp_path):
     )
     now = read_live_playlist(tmp_path)
     assert (now.segments, now.duration, now.playlist) == (2, 8.04, "index.m3u8")
+
+
+async def test_a_paused_reader_sets_no_deadline_and_a_resumed_one_does_at_once():
+    torrent = FakeTorrent(have={0})
+    reader = FileReader(torrent, 3, len(DATA))
+    reader.pause_deadlines()  # a seek rendition reads elsewhere
+    got = []
+
+    async def read() -> None:
+        got.append(await reader.piece(2))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        assert torrent.deadlines == [] and got == []  # waiting, without asking
+        asked = torrent.asked
+        reader.resume_deadlines()  # the seek ended: no need to wait for a renewal
+        await asked.wait()
+        assert torrent.deadlines == [2, 3, 4, 5]  # the piece waited on, then ahead
+        torrent.arrive(2)
+    assert got == [DATA[2000:3000]] and torrent.reads == [2]
+
+
+async def test_deadlines_are_renewed_while_a_piece_is_missing_unless_paused(autojump_clock):
+    torrent = FakeTorrent(have=set())
+    reader = FileReader(torrent, 3, len(DATA))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader.piece, 0)
+        await trio.sleep(2.5 * DEADLINE_RENEWAL)
+        assert torrent.deadlines.count(0) == 3  # at 0, 1 and 2 renewals
+        reader.pause_deadlines()
+        await trio.sleep(3 * DEADLINE_RENEWAL)
+        assert torrent.deadlines.count(0) == 3
+        reader.resume_deadlines()
+        await trio.testing.wait_all_tasks_blocked()
+        assert torrent.deadlines.count(0) == 4
+        torrent.arrive(0)
+    assert torrent.reads == [0]
