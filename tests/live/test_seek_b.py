@@ -92,13 +92,17 @@ async def check_errors(worker, task_id: str, file_index: int, duration: float) -
     assert no_file.value.code == -32003
 
 
-async def test_seek_past_the_download(tmp_path, clips, clip_seconds, start_b):
+async def test_live_hls_and_seeks_past_the_download(tmp_path, clips, clip_seconds, start_b):
+    """For each container: a live rendition below 25 % downloaded (the task still
+    downloading), seeks past the download answered long before it gets there, and in the end
+    the main rendition complete (ENDLIST, no empty segment) and the task playable."""
     seen: dict[str, dict] = {}
 
     async def follow(a, worker, name, task_id, seeder, size):
         got = seen[name] = {}
         live = await wait_task(a, task_id, live_entry, what="live HLS")
         got["before"] = 100 * seeder.uploaded_bytes() / size
+        got["state"] = live["state"]
         entry = live_entry(live)
         file_index, media = entry["file_index"], entry["media_duration"]
         got["live"], got["task"] = entry, task_id
@@ -154,15 +158,19 @@ async def test_seek_past_the_download(tmp_path, clips, clip_seconds, start_b):
     for name, got in seen.items():
         live, answer, position = got["live"], got["answer"], got["position"]
         assert live["media_duration"] == pytest.approx(clip_seconds, abs=0.5), name
-        assert got["before"] < SEEK_BEFORE, f"{name}: seek at {got['before']:.0f} %"
+        assert got["before"] < SEEK_BEFORE, f"{name}: live at {got['before']:.0f} %"
+        assert got["state"] == "downloading", name
+        assert live["segments"] >= 2, name
         assert answer["playlist"] == f"{seek_folder(position)}/index.m3u8", name
         assert position - KEYFRAME_GAP <= answer["start"] <= position, (name, answer)
         assert got["seg0"] > 0, name
         # It did not wait for the sequential download to get there.
         assert got["sent"] < ANSWER_BEFORE, f"{name}: answered at {got['sent']:.0f} %"
         done = got["done"]
+        assert done["progress"]["percent"] == 100.0, name
         [final] = done["hls"]
         assert final["live"] is False
+        assert final["duration"] == pytest.approx(clip_seconds, abs=1.0), name
         assert final["media_duration"] == pytest.approx(clip_seconds, abs=0.5), name
         main = is_complete_rendition(got["hls"])
         assert main is not None and main.segments == final["segments"], name
