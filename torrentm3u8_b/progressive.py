@@ -32,7 +32,7 @@ import trio
 
 from .ffmpeg import MediaInfo
 from .piece_server import FileReader, open_piece_server, unwrapped
-from .transcode import PLAYLIST, HlsResult, make_hls, plan, probe
+from .transcode import LIVE_SEGMENT_SECONDS, PLAYLIST, HlsResult, make_hls, plan, probe
 
 log = logging.getLogger("torrentm3u8.b.live")
 
@@ -130,6 +130,7 @@ async def make_live_hls(
                         on_progress=on_progress,
                         playlist_type="event",
                         media=live.media,
+                        segment_seconds=LIVE_SEGMENT_SECONDS,
                     )
                     nursery.cancel_scope.cancel()
     return result

@@ -32,6 +32,7 @@ from .piece_server import open_piece_server, unwrapped
 from .progressive import PLAYLIST_POLL_INTERVAL, LiveFile, read_live_playlist
 from .torrents import TorrentError
 from .transcode import (
+    LIVE_SEGMENT_SECONDS,
     PLAYLIST,
     SEGMENT_PATTERN,
     SEGMENT_SECONDS,
@@ -196,6 +197,7 @@ class SeekRuns:
                                 playlist_type="event",
                                 media=live.media,
                                 seek=run.position,
+                                segment_seconds=LIVE_SEGMENT_SECONDS,
                             )
                         nursery.cancel_scope.cancel()
                 run.listed = result.duration

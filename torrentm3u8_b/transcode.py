@@ -51,6 +51,7 @@ __all__ = [
 PLAYLIST = "index.m3u8"
 SEGMENT_PATTERN = "seg%05d.ts"
 SEGMENT_SECONDS = 4  # -hls_time; keyframes are forced at this interval when re-encoding
+LIVE_SEGMENT_SECONDS = 2  # -hls_time while the file downloads: a viewer can start sooner
 PROGRESS_STEP = 1.0  # percent between two on_progress calls
 AUDIO_BITRATE = "128k"
 MUXING_QUEUE = "4096"  # packets: sparse or late audio otherwise stops FFmpeg 5
@@ -61,7 +62,7 @@ CODEC_ARGS = {
     "audio": ["-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ac", "2"],
     "full": [
         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
+        "-force_key_frames", "expr:gte(t,n_forced*{segment_seconds})",
         "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ac", "2",
     ],
 }  # fmt: skip
@@ -95,6 +96,7 @@ def hls_command(
     video_index: int = 0,
     playlist_type="vod",
     seek: float | None = None,
+    segment_seconds: float = SEGMENT_SECONDS,
 ) -> list[str]:
     """The FFmpeg command line of `make_hls` (progress on stdout, errors only on stderr)."""
     command = [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
@@ -103,9 +105,9 @@ def hls_command(
     if seek is not None:
         command += ["-copyts", "-start_at_zero", "-ss", f"{seek:.3f}"]
     command += ["-i", source, "-map", f"0:v:{video_index}", "-map", "0:a:0?"]
-    command += CODEC_ARGS[mode]
+    command += [arg.format(segment_seconds=f"{segment_seconds:g}") for arg in CODEC_ARGS[mode]]
     command += ["-max_muxing_queue_size", MUXING_QUEUE]
-    command += ["-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_list_size", "0"]
+    command += ["-f", "hls", "-hls_time", f"{segment_seconds:g}", "-hls_list_size", "0"]
     command += ["-hls_playlist_type", playlist_type, "-hls_flags", "independent_segments"]
     command += ["-hls_segment_type", "mpegts", "-start_number", "0"]
     command += ["-hls_segment_filename", str(out_dir / SEGMENT_PATTERN), str(out_dir / PLAYLIST)]
@@ -121,12 +123,14 @@ async def make_hls(
     media: MediaInfo | None = None,
     mode: Mode | None = None,
     seek: float | None = None,
+    segment_seconds: float = SEGMENT_SECONDS,
 ) -> HlsResult:
     """Make the HLS rendition of `source` (a path, or a Range-capable http URL) in out_dir.
 
     on_progress(percent) is called from this task as FFmpeg advances (at most every 1 %, and
     100 at the end); it must not block. `media` skips probing; `mode` overrides `plan`;
-    `seek` starts at that many seconds, on the video's own timeline (module docstring).
+    `seek` starts at that many seconds, on the video's own timeline (module docstring);
+    `segment_seconds` is the segments' target length (cut at keyframes when remuxing).
     Raises TranscodeError with FFmpeg's message when it fails or makes no playable segment.
     Cancelling kills FFmpeg; nothing looking complete is left behind.
     """
@@ -144,6 +148,7 @@ async def make_hls(
         video_index=media.video_index,
         playlist_type=playlist_type,
         seek=seek,
+        segment_seconds=segment_seconds,
     )
     progress = _Progress(media.duration, on_progress)
     try:
