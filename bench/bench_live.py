@@ -9,7 +9,9 @@ seeder, A and B: the time from task.add until A stores the first `task.hls_ready
 progressive path, final for the other), how much of the file the seeder had sent by then (an
 upper bound of what B had), and the time until the task is playable. With --browser, headless
 Chromium opens the player page right after task.add (it starts by itself) and the time to the
-video's first frame (`currentTime > 0`) is printed too. Never asserts a timing.
+video's first frame (`currentTime > 0`) is printed too, and then the time a seek to 75 % takes
+to play: past the download on the progressive path, within the finished rendition (a plain
+hls.js seek) on the other. Never asserts a timing.
 Baseline (RECIPES.md): 120 s 720p at 2x bitrate, first segment 4.9-7.7 s, playing at 5.2 s
 with 7 % downloaded.
 """
@@ -38,6 +40,9 @@ PIECE_SIZE = 65_536  # bytes
 RUN_TIMEOUT = 600  # seconds for one path
 PLAY_TIMEOUT = 300_000  # ms for the player page to show a frame
 BROWSER_CONFTEST = REPO / "tests" / "browser" / "conftest.py"
+SEEK_TO = 0.75  # of the duration: the seek the --browser run times once playing
+VIDEO = "document.querySelector('video')"
+POSITION = f"(Number({VIDEO}.dataset.start || 0) + {VIDEO}.currentTime)"
 
 
 def _browser_support():
@@ -51,21 +56,29 @@ def _browser_support():
     return module
 
 
-async def time_to_playing(thread, browser, url: str) -> None:
-    """Open the player page; return once the video shows a frame."""
+async def time_to_playing(thread, browser, url: str, seek_to: float, on_frame) -> float:
+    """Open the player page; call on_frame() once the video shows a frame, then move the
+    seek bar to `seek_to` seconds and return the seconds until it plays from there."""
 
-    def run() -> None:
+    def run() -> float:
         context = browser.new_context()
         try:
             page = context.new_page()
             page.goto(url)
-            page.wait_for_function(
-                "document.querySelector('video').currentTime > 0", timeout=PLAY_TIMEOUT
-            )
+            page.wait_for_function(f"{VIDEO}.currentTime > 0", timeout=PLAY_TIMEOUT)
+            on_frame()
+            asked = time.perf_counter()
+            page.fill("[data-testid=seek]", f"{seek_to:.1f}")
+            # From the keyframe before the target (2 s apart in the samples), and moving.
+            there = f"{POSITION} >= {seek_to - 2.1} && {POSITION} < {seek_to + 3}"
+            page.wait_for_function(f"{there} && !{VIDEO}.seeking && {VIDEO}.readyState >= 3")
+            position = page.evaluate(POSITION)
+            page.wait_for_function(f"{POSITION} > {position + 0.2}", timeout=PLAY_TIMEOUT)
+            return time.perf_counter() - asked
         finally:
             context.close()
 
-    await thread.run(run)
+    return await thread.run(run)
 
 
 async def one_path(
@@ -99,11 +112,16 @@ async def one_path(
             shown = trio.Event()
             if chromium is not None:
 
-                async def watch() -> None:
-                    page = f"{url}/player.html?id={task['id']}&file=0"
-                    await time_to_playing(*chromium, page)
+                def on_frame() -> None:  # in the browser's thread: plain values only
                     result["playing"] = time.perf_counter() - began
                     result["playing_percent"] = 100 * seeder.uploaded_bytes() / size
+
+                async def watch() -> None:
+                    page = f"{url}/player.html?id={task['id']}&file=0"
+                    result["seek"] = await time_to_playing(
+                        *chromium, page, SEEK_TO * seconds, on_frame
+                    )
+                    result["seek_percent"] = 100 * seeder.uploaded_bytes() / size
                     shown.set()
 
                 nursery.start_soon(watch)
@@ -176,6 +194,12 @@ async def measure(seconds: int, size: str, speed: float, chromium) -> None:
                 print(
                     f"{'':23}  Chromium shows the first frame at {r['playing']:.1f} s, "
                     f"{r['playing_percent']:.0f} % downloaded"
+                )
+            if "seek" in r:
+                where = "past the download" if r["live"] else "in the finished rendition"
+                print(
+                    f"{'':23}  a seek to {SEEK_TO:.0%} ({where}) plays after {r['seek']:.1f} s, "
+                    f"{r['seek_percent']:.0f} % downloaded then"
                 )
 
 
