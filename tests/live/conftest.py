@@ -14,7 +14,7 @@ from support import WORKER_TOKEN
 from torrentm3u8_b.config import WorkerConfig
 from torrentm3u8_b.worker import run_worker
 
-CLIP_SECONDS = 80  # 20 segments of 4 s: the first two are a tenth of the file
+CLIP_SECONDS = 60  # 30 live segments of 2 s: the first two are 7 % of the file
 CLIP_SIZE = "320x240"
 CLIPS = {  # name: (file name, make_sample options)
     "faststart_mp4": ("faststart.mp4", {}),
