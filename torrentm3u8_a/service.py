@@ -238,7 +238,10 @@ class TaskService:
                 "complete first"
             )
         await self.db.set_hls(task_id, report_id=report_id, **fields)
-        if not fields.get("live") and task["state"] != "playable":
+        # Playable means complete HLS: not while another file's rendition is still growing
+        # (its final report comes next and makes the task playable then).
+        still_live = any(h["live"] for h in task["hls"] if h["file_index"] != file_index)
+        if not fields.get("live") and task["state"] != "playable" and not still_live:
             try:
                 await self.db.set_state(task_id, "playable")
             except InvalidTransition as exc:

@@ -11,9 +11,9 @@ MAGNET = "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=movie"
 WORKER = "b-live"
 
 
-def rendition(segments: int, *, live: bool) -> dict:
+def rendition(segments: int, *, live: bool, file_index: int = 0) -> dict:
     return {
-        "file_index": 0,
+        "file_index": file_index,
         "playlist": "index.m3u8",
         "duration": 4.0 * segments,
         "segments": segments,
@@ -48,3 +48,24 @@ async def test_live_then_final_rendition(service_a):
     got = await a.service.get(task["id"])
     assert got["state"] == "playable"
     assert [(h["segments"], h["live"]) for h in got["hls"]] == [(12, False)]
+
+
+async def test_playable_only_once_no_rendition_is_still_growing(service_a):
+    """Two videos: the live one is still being finished when the other's final rendition
+    arrives; the task becomes playable with the second final report, not the first."""
+    a, _ = service_a
+    task = await a.service.add(MAGNET)
+    await a.db.set_state(task["id"], "downloading", phase="data", worker_id=None)
+    await report(a, task["id"], 1, **rendition(2, live=True, file_index=1))
+    await a.service.report_state(WORKER, task["id"], "completed", None, report_id="r2")
+    await a.service.report_state(WORKER, task["id"], "transcoding", None, report_id="r3")
+
+    await report(a, task["id"], 4, **rendition(3, live=False, file_index=0))
+    got = await a.service.get(task["id"])
+    assert got["state"] == "transcoding"
+    assert [(h["file_index"], h["live"]) for h in got["hls"]] == [(0, False), (1, True)]
+
+    await report(a, task["id"], 5, **rendition(4, live=False, file_index=1))
+    got = await a.service.get(task["id"])
+    assert got["state"] == "playable"
+    assert [(h["file_index"], h["live"]) for h in got["hls"]] == [(0, False), (1, False)]
