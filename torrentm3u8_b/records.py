@@ -67,6 +67,9 @@ class Records:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._call_sync(self._migrate)
+        # Read here, in the thread that opens the records, so that the Outbox built on them
+        # in the trio thread gets its reports without touching sqlite.
+        self._stored_outbox = self._call_sync(self._read_outbox)
         # The outbox is saved on every change from the trio thread: a writer thread takes the
         # latest snapshot so the trio thread never waits on sqlite.
         self._outbox_wake = threading.Condition()
@@ -158,9 +161,11 @@ class Records:
     # ---- outbox persistence (link.Outbox store protocol) -------------------------------------
 
     def load(self) -> list[dict[str, Any]]:
-        row = self._call_sync(
-            lambda: self._conn.execute("SELECT body FROM outbox WHERE seq = 1").fetchone()
-        )
+        """The outbox as stored when the records were opened (no sqlite call: see __init__)."""
+        return list(self._stored_outbox)
+
+    def _read_outbox(self) -> list[dict[str, Any]]:
+        row = self._conn.execute("SELECT body FROM outbox WHERE seq = 1").fetchone()
         return json.loads(row[0]) if row else []
 
     def save(self, reports: list[dict[str, Any]]) -> None:

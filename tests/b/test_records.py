@@ -25,7 +25,7 @@ async def test_tasks_survive_reopen(tmp_path):
     assert only.snapshot()["hls"] == [{"file_index": 0, "playlist": "index.m3u8"}]
 
 
-async def test_outbox_is_written_off_the_trio_thread_and_survives_reopen(tmp_path):
+async def test_outbox_is_read_and_written_off_the_trio_thread_and_survives_reopen(tmp_path):
     path = tmp_path / "worker.sqlite3"
     trio_thread = threading.get_ident()
     writers = set()
@@ -40,7 +40,10 @@ async def test_outbox_is_written_off_the_trio_thread_and_survives_reopen(tmp_pat
     assert writers  # the outbox was written...
     assert trio_thread not in writers  # ...but never from the trio thread
     async with open_records(path) as records:
-        again = Outbox(store=records)
+        statements = []
+        records._conn.set_trace_callback(statements.append)
+        again = Outbox(store=records)  # on the trio thread: reads no sqlite
+        assert statements == []
         assert [(m, p.get("percent")) for m, p in again.pending()] == [
             ("task.state", None),
             ("task.progress", 2),
