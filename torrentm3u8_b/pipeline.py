@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import trio
@@ -220,15 +221,6 @@ class TaskPipeline:
             self._live_entries[file_index] = entry | self._media_duration_field(file_index)
             self._live_changed.set()
 
-        def on_progress(percent: float) -> None:
-            self.report(
-                "task.transcode_progress",
-                coalesce_key=f"transcode:{self.task_id}:{file_index}",
-                task_id=self.task_id,
-                file_index=file_index,
-                percent=round(percent, 1),
-            )
-
         self._live_files[file_index] = live
         try:
             with scope:
@@ -238,7 +230,7 @@ class TaskPipeline:
                         await make_live_hls(
                             live,
                             on_live=on_live,
-                            on_progress=on_progress,
+                            on_progress=partial(self._report_transcode, file_index),
                             slot=self.w.transcode_limit,
                         )
                         nursery.cancel_scope.cancel()
@@ -253,6 +245,16 @@ class TaskPipeline:
                 self.task_id,
                 file_index,
             )
+
+    def _report_transcode(self, file_index: int, percent: float) -> None:
+        """FFmpeg's progress on one file, for A (coalesced: only the latest is kept)."""
+        self.report(
+            "task.transcode_progress",
+            coalesce_key=f"transcode:{self.task_id}:{file_index}",
+            task_id=self.task_id,
+            file_index=file_index,
+            percent=round(percent, 1),
+        )
 
     def _media_duration_field(self, file_index: int) -> dict[str, float]:
         """{"media_duration": seconds} when this run or the record knows it, else {}."""
@@ -312,20 +314,11 @@ class TaskPipeline:
                 if self.record.state == "completed":
                     await self.set_state("transcoding")
                 log.info("task %s: making HLS of file %d", self.task_id, file_index)
-
-                def on_progress(percent: float) -> None:
-                    self.report(
-                        "task.transcode_progress",
-                        coalesce_key=f"transcode:{self.task_id}:{file_index}",
-                        task_id=self.task_id,
-                        file_index=file_index,
-                        percent=round(percent, 1),
-                    )
-
                 path = str(t.file_disk_path(file_index))
                 media = await probe(path)
                 known = {"media_duration": media.duration} if media.duration else {}
-                result = await make_hls(path, out, on_progress=on_progress, media=media)
+                report = partial(self._report_transcode, file_index)
+                result = await make_hls(path, out, on_progress=report, media=media)
         elif not known:  # made by an earlier run that did not record it
             try:
                 media = await probe(str(t.file_disk_path(file_index)))
