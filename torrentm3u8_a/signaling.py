@@ -143,12 +143,14 @@ class StreamSessions:
         one growing from 0 if it reaches there, else one B starts at that point. Returns
         `{playlist, start}`: a path under the session root and the media time of its time 0."""
         session = self._get(session_id, owner)
-        params = {"task_id": session.task_id, "file_index": session.file_index}
+        params = {
+            "task_id": session.task_id,
+            "file_index": session.file_index,
+            "position": position,
+        }
         try:
             # B answers within its own seek timeout, shorter than the link's call timeout.
-            answer = await self.registry.call(
-                session.worker_id, "task.seek", {**params, "position": position}
-            )
+            answer = await self.registry.call(session.worker_id, "task.seek", params)
         except rpc.RemoteError as exc:
             if exc.code == rpc.InvalidParams.code:
                 raise rpc.InvalidParams(exc.message) from None
