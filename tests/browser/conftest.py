@@ -172,7 +172,7 @@ async def page(chromium: tuple[BrowserThread, Any]) -> Any:
 class SignalingShim:
     """ASGI app standing in for A: GET /static/..., /pages/..., /files/<name> (extra files, for
     HTTP comparisons); POST /signal/{open,offer,candidate,close} drive `rtc` for `hls_root`.
-    Every request is recorded in `requests` as (method, path)."""
+    Every request is recorded in `requests` as (method, path); `wait_request` waits for one."""
 
     def __init__(self, rtc: RtcServer, hls_root: Path, files: dict[str, Path] | None = None):
         self.rtc = rtc
@@ -180,6 +180,11 @@ class SignalingShim:
         self.files = files or {}
         self.requests: list[tuple[str, str]] = []
         self.sessions: list[str] = []
+        self._arrived = trio.Event()
+
+    async def wait_request(self, method: str, path: str) -> None:
+        while (method, path) not in self.requests:
+            await self._arrived.wait()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -189,6 +194,8 @@ class SignalingShim:
             return
         method, path = scope["method"], scope["path"]
         self.requests.append((method, path))
+        self._arrived.set()
+        self._arrived = trio.Event()
         if method == "POST" and path.startswith("/signal/"):
             body = b""
             while True:
