@@ -8,6 +8,8 @@ import hypercorn.trio
 import pytest
 import trio
 import trio_websocket
+import wsproto
+import wsproto.events
 from quart import websocket
 from quart_trio import QuartTrio
 
@@ -143,3 +145,45 @@ async def test_open_websocket_closes_its_socket_however_the_link_ends() -> None:
                     pass
             nursery.cancel_scope.cancel()
     gc.collect()  # an unclosed socket would raise its ResourceWarning (an error here) now
+
+
+async def _ping_during_close_handshake(stream: trio.SocketStream) -> None:
+    """A websocket server (wsproto on raw TCP) that answers a client's Close with a Ping first.
+
+    That is what hypercorn's keep-alive ping does when its timer fires just as the client
+    leaves: the Ping reaches a client whose websocket is already LOCAL_CLOSING.
+    """
+    server = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    async with stream:
+        while True:
+            data = await stream.receive_some()
+            if not data:
+                return
+            server.receive_data(data)
+            for event in server.events():
+                if isinstance(event, wsproto.events.Request):
+                    await stream.send_all(server.send(wsproto.events.AcceptConnection()))
+                elif isinstance(event, wsproto.events.CloseConnection):
+                    # wsproto will not send it now either: a Ping frame by hand (FIN, opcode 9).
+                    await stream.send_all(b"\x89\x0akeep-alive")
+                    await stream.send_all(server.send(event.response()))
+                    return
+
+
+async def test_a_ping_during_the_close_handshake_does_not_fail_the_client() -> None:
+    # trio-websocket 0.12 answers that Ping with a Pong wsproto refuses to send in
+    # LOCAL_CLOSING, and the LocalProtocolError escaped from the reader task
+    # (python-trio/trio-websocket#184). The link was ending anyway: leaving must be clean.
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, _ping_during_close_handshake, 0, host="127.0.0.1")
+            )
+            port = listeners[0].socket.getsockname()[1]
+            async with rpc.open_websocket(f"ws://127.0.0.1:{port}/worker") as ws:
+                pass
+            assert ws.closed is not None
+            with pytest.raises(ZeroDivisionError):  # the block's own errors still come out
+                async with rpc.open_websocket(f"ws://127.0.0.1:{port}/worker"):
+                    1 / 0  # noqa: B018
+            nursery.cancel_scope.cancel()
