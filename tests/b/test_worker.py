@@ -121,6 +121,9 @@ async def test_restart_of_b_keeps_hls_and_reports_snapshot(tmp_path, sample_torr
             snapshot = await worker.snapshot()
             assert [(s["task_id"], s["state"]) for s in snapshot] == [(task["id"], "playable")]
             await worker.wait_idle()
+            # The first B may have stopped before its last report reached A: its stored
+            # outbox is sent by this one.
+            await wait_task(a, task["id"], lambda t: t["state"] == "playable", what="playable")
         assert playlist.stat().st_mtime_ns == made  # HLS was not made again
         tasks = (await http_rpc(url, "task.list"))["result"]
         assert [(t["id"], t["state"]) for t in tasks] == [(task["id"], "playable")]
