@@ -32,7 +32,16 @@ import trio
 
 from .ffmpeg import MediaInfo
 from .piece_server import FileReader, open_piece_server, unwrapped
-from .transcode import LIVE_SEGMENT_SECONDS, PLAYLIST, HlsResult, make_hls, plan, probe
+from .transcode import (
+    LIVE_SEGMENT_SECONDS,
+    PLAYLIST,
+    HlsResult,
+    make_hls,
+    plan,
+    playlist_segments,
+    probe,
+    segment_file_ok,
+)
 
 log = logging.getLogger("torrentm3u8.b.live")
 
@@ -68,22 +77,12 @@ def read_live_playlist(out_dir: Path) -> LiveRendition | None:
         text = (Path(out_dir) / PLAYLIST).read_text("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    segments, duration, pending = 0, 0.0, None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("#EXTINF:"):
-            try:
-                pending = float(line[len("#EXTINF:") :].split(",")[0])
-            except ValueError:
-                pending = None
-        elif line and not line.startswith("#") and pending is not None:
-            path = Path(out_dir) / line
-            ok = "/" not in line and path.is_file() and path.stat().st_size > 0
-            if pending <= 0 or not ok:
-                break  # a viewer can only use the segments before this one
-            segments += 1
-            duration += pending
-            pending = None
+    segments, duration = 0, 0.0
+    for name, seconds in playlist_segments(text):
+        if seconds is None or seconds <= 0 or not segment_file_ok(out_dir, name):
+            break  # a viewer can only use the segments before this one
+        segments += 1
+        duration += seconds
     return LiveRendition(playlist=PLAYLIST, duration=round(duration, 6), segments=segments)
 
 

@@ -217,6 +217,34 @@ def is_complete_rendition(out_dir: Path) -> HlsResult | None:
         return None
 
 
+def playlist_segments(text: str) -> list[tuple[str, float | None]]:
+    """The segments a media playlist lists, in order: (URI line, its #EXTINF seconds, or None
+    when that #EXTINF cannot be read). A URI line without an #EXTINF before it is not one."""
+    segments: list[tuple[str, float | None]] = []
+    extinf = False
+    seconds: float | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#EXTINF:"):
+            extinf = True
+            try:
+                seconds = float(line[len("#EXTINF:") :].split(",")[0])
+            except ValueError:
+                seconds = None
+        elif line and not line.startswith("#") and extinf:
+            segments.append((line, seconds))
+            extinf, seconds = False, None
+    return segments
+
+
+def segment_file_ok(out_dir: Path, name: str) -> bool:
+    """`name` is a plain file name in out_dir, and that file exists and is not empty."""
+    path = Path(out_dir) / name
+    return (
+        "/" not in name and not name.startswith(".") and path.is_file() and path.stat().st_size > 0
+    )
+
+
 def _check_rendition(out_dir: Path, ffmpeg_said: str) -> HlsResult:
     def fail(why: str):
         said = f": {ffmpeg_said}" if ffmpeg_said else ""
@@ -226,26 +254,17 @@ def _check_rendition(out_dir: Path, ffmpeg_said: str) -> HlsResult:
         text = (out_dir / PLAYLIST).read_text("utf-8")
     except (OSError, UnicodeDecodeError):
         raise fail("no playlist") from None
-    segments, pending = [], None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("#EXTINF:"):
-            try:
-                pending = float(line[len("#EXTINF:") :].split(",")[0])
-            except ValueError:
-                raise fail(f"bad line {line!r}") from None
-        elif line and not line.startswith("#") and pending is not None:
-            segments.append((line, pending))
-            pending = None
+    segments = playlist_segments(text)
     if "#EXT-X-ENDLIST" not in text:
         raise fail("the playlist has no end")
     if not segments:
         raise fail("no segment")
     for name, seconds in segments:
+        if seconds is None:
+            raise fail(f"{name} has an unreadable #EXTINF")
         if seconds <= 0:
             raise fail(f"{name} lasts {seconds:g} s")
-        path = out_dir / name
-        if "/" in name or name.startswith(".") or not path.is_file() or not path.stat().st_size:
+        if not segment_file_ok(out_dir, name):
             raise fail(f"{name} is missing or empty")
     duration = round(sum(seconds for _, seconds in segments), 6)
     return HlsResult(playlist=PLAYLIST, duration=duration, segments=len(segments))

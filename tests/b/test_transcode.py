@@ -26,13 +26,14 @@ from torrentm3u8_b.transcode import (
     is_complete_rendition,
     make_hls,
     plan,
+    playlist_segments,
     start_time,
 )
 
 GARBAGE = random.Random(0).randbytes(50_000)  # fixed: FFmpeg finds a format in some random bytes
 
 
-def playlist_segments(out_dir: Path) -> list[tuple[str, float]]:
+def listed_segments(out_dir: Path) -> list[tuple[str, float]]:
     lines = (out_dir / PLAYLIST).read_text().splitlines()
     assert lines[0] == "#EXTM3U"
     assert lines[-1] == "#EXT-X-ENDLIST"
@@ -71,7 +72,7 @@ async def test_make_hls_gives_h264_aac_segments_of_the_whole_file(media, tmp_pat
 
     result = await make_hls(str(media[name]), out, on_progress=progress.append)
 
-    segments = playlist_segments(out)
+    segments = listed_segments(out)
     assert result == HlsResult(
         playlist="index.m3u8",
         duration=pytest.approx(sum(d for _, d in segments), abs=1e-3),
@@ -95,10 +96,10 @@ async def test_re_encoding_cuts_segments_at_the_segment_length(tmp_path):
         [ffmpeg_exe(), "-v", "error", *clip, "-c:v", "libx264", "-g", "1000", str(source)]
     )
     await make_hls(str(source), tmp_path / "copied", mode="copy")
-    assert [d for _, d in playlist_segments(tmp_path / "copied")] == pytest.approx([9], abs=0.1)
+    assert [d for _, d in listed_segments(tmp_path / "copied")] == pytest.approx([9], abs=0.1)
 
     result = await make_hls(str(source), tmp_path / "encoded", mode="full")
-    durations = [d for _, d in playlist_segments(tmp_path / "encoded")]
+    durations = [d for _, d in listed_segments(tmp_path / "encoded")]
     assert durations == pytest.approx([4, 4, 1], abs=0.1)
     assert result.segments == 3
 
@@ -236,6 +237,29 @@ async def test_is_complete_rendition(media, tmp_path):
     assert is_complete_rendition(out) is None
 
 
+def test_playlist_segments_reads_each_uri_with_its_extinf():
+    text = (
+        "#EXTM3U\n#EXT-X-TARGETDURATION:4\nstray.ts\n#EXTINF:4.004,\nseg00000.ts\n"
+        "#EXTINF:4,title\n\n  seg00001.ts  \n#EXTINF:four,\nseg00002.ts\n#EXTINF:-1,\n"
+        "seg00003.ts\n#EXTINF:2.5,\n#EXT-X-ENDLIST\n"
+    )
+    assert playlist_segments(text) == [
+        ("seg00000.ts", 4.004),
+        ("seg00001.ts", 4.0),
+        ("seg00002.ts", None),  # unreadable: the caller decides
+        ("seg00003.ts", -1.0),
+    ]
+    assert playlist_segments("") == []
+
+
+def test_a_rendition_with_an_unreadable_extinf_is_no_rendition(tmp_path):
+    (tmp_path / "seg00000.ts").write_bytes(b"G" * 188)
+    (tmp_path / PLAYLIST).write_text("#EXTM3U\n#EXTINF:x,\nseg00000.ts\n#EXT-X-ENDLIST\n")
+    assert is_complete_rendition(tmp_path) is None
+    (tmp_path / PLAYLIST).write_text("#EXTM3U\n#EXTINF:2,\nseg00000.ts\n#EXT-X-ENDLIST\n")
+    assert is_complete_rendition(tmp_path) == HlsResult(PLAYLIST, 2.0, 1)
+
+
 async def keyframes(segment: Path) -> list[float]:
     command = [ffprobe_exe() or "ffprobe", "-v", "error", "-select_streams", "v"]
     command += ["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", str(segment)]
@@ -263,7 +287,7 @@ async def test_a_seek_rendition_keeps_the_video_timeline(clip16, tmp_path, mode,
     # earlier.
     assert low - 0.2 <= start - main_start <= 9.0
     assert seek.duration == pytest.approx(main.duration - (start - main_start), abs=0.5)
-    segments = playlist_segments(tmp_path / "seek")
+    segments = listed_segments(tmp_path / "seek")
     if mode == "full":  # forced keyframes count from the seek, not from 0
         assert len(await keyframes(tmp_path / "seek" / "seg00000.ts")) == 1
         assert [d for _, d in segments] == pytest.approx([4, 3], abs=0.1)

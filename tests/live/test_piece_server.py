@@ -150,6 +150,19 @@ def test_read_live_playlist_counts_only_usable_segments(tmp_path):
     now = read_live_playlist(tmp_path)
     assert (now.segments, now.duration, now.playlist) == (2, 8.04, "index.m3u8")
 
+    # A segment a viewer cannot use ends what counts, even when later ones look fine.
+    (tmp_path / "seg00002.ts").write_bytes(b"G" * 188)
+    (tmp_path / "seg00003.ts").write_bytes(b"G" * 188)
+    (tmp_path / "index.m3u8").write_text(
+        "#EXTM3U\n#EXTINF:4.0,\nseg00000.ts\n#EXTINF:?,\nseg00001.ts\n"
+        "#EXTINF:4.0,\nseg00002.ts\n#EXTINF:4.0,\n../seg00003.ts\n"
+    )
+    assert read_live_playlist(tmp_path).segments == 1
+    (tmp_path / "index.m3u8").write_text(
+        "#EXTM3U\n#EXTINF:4.0,\nseg00000.ts\n#EXTINF:4.0,\n.seg00001.ts\n"
+    )
+    assert read_live_playlist(tmp_path).segments == 1
+
 
 async def test_a_paused_reader_sets_no_deadline_and_a_resumed_one_does_at_once():
     torrent = FakeTorrent(have={0})
