@@ -18,6 +18,7 @@ from . import __version__, errors
 from .signaling import StreamSessions
 
 OPENRPC_TITLE = "TorrentM3U8 service A"
+FILES_PAGE = 1000  # the most files one task.files call returns
 
 
 @dataclass
@@ -68,6 +69,15 @@ def public_methods(service, sessions: StreamSessions, registry, conn: Connection
         """A task with its files, progress and HLS renditions."""
         guard()
         return await service.get(id)
+
+    @methods.add(name="task.files")
+    async def task_files(id: str, offset: int = 0, limit: int = FILES_PAGE) -> dict:
+        """A page of a task's files in index order: {files, total}. A task lists only its
+        first files and its videos; this pages through all of them."""
+        guard()
+        if offset < 0 or not 1 <= limit <= FILES_PAGE:
+            raise rpc.InvalidParams(f"offset must be >= 0 and limit 1 to {FILES_PAGE}")
+        return await service.files(id, offset, limit)
 
     @methods.add(name="task.list")
     async def task_list() -> list:
@@ -164,6 +174,12 @@ def worker_methods(service, sessions: StreamSessions, worker_id: str):
             trackers=trackers or [],
             files=files,
         )
+
+    @methods.add(name="task.more_files")
+    async def task_more_files(task_id: str, files: list, report_id: str | None = None) -> None:
+        """More of the file list that task.metadata started, for a list too long for one
+        message."""
+        await service.report_more_files(worker_id, task_id, report_id=report_id, files=files)
 
     @methods.add(name="task.progress")
     async def task_progress(

@@ -202,7 +202,8 @@ def create_app(a: ServiceA) -> QuartTrio:
                                 continue
                             try:
                                 await peer.notify(method, params)
-                            except rpc.MessageTooLarge as exc:  # a task with 10 000 files
+                            # Not expected (a task lists 1000 files at most); never fatal.
+                            except rpc.MessageTooLarge as exc:
                                 log.warning("event not sent to a /ws subscriber: %s", exc)
                             except rpc.LinkClosed:
                                 return  # the client left; the handler is ending

@@ -113,9 +113,7 @@ def _peers(n: int) -> str:
 
 def task_size(task: dict[str, Any]) -> int | None:
     """Bytes of the torrent: its files once known, else what the worker reported, else None."""
-    if task["files"]:
-        return sum(f["size"] for f in task["files"])
-    return task["progress"]["total"] or None
+    return task.get("total_size") or task["progress"]["total"] or None
 
 
 def show_task(task: dict[str, Any]) -> str:
@@ -138,6 +136,8 @@ def show_task(task: dict[str, Any]) -> str:
             live = ", growing" if h.get("live") else ""
             line += f"  (HLS {human_duration(h['duration'])}, {h['segments']} segments{live})"
         lines.append(line)
+    if (more := task.get("file_count", 0) - len(task["files"])) > 0:
+        lines.append(f"  ... and {more} more files (the API's task.files lists them all)")
     return "\n".join(lines)
 
 

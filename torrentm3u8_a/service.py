@@ -61,6 +61,13 @@ class TaskService:
             raise errors.unknown_task(task_id)
         return task
 
+    async def files(self, task_id: str, offset: int, limit: int) -> dict[str, Any]:
+        try:
+            files, total = await self.db.list_files(task_id, offset, limit)
+        except UnknownTask:
+            raise errors.unknown_task(task_id) from None
+        return {"files": files, "total": total}
+
     async def list(self) -> list[dict[str, Any]]:
         return await self.db.list_tasks()
 
@@ -192,6 +199,10 @@ class TaskService:
         await self._owned(worker_id, task_id)
         # set_metadata also moves a downloading task to phase "data", and returns the task.
         self._publish(await self.db.set_metadata(task_id, report_id=report_id, **fields))
+
+    async def report_more_files(self, worker_id, task_id, *, report_id, files) -> None:
+        await self._owned(worker_id, task_id)
+        self._publish(await self.db.add_files(task_id, files, report_id=report_id))
 
     async def report_progress(self, worker_id, task_id, **fields) -> None:
         await self._owned(worker_id, task_id)

@@ -40,6 +40,10 @@ from .states import ACTIVE_STATES, Phase, State
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's lock
 TASK_ID_BYTES = 8  # random bytes in a task id: 11 url-safe characters
+# A task dict lists its files with an index below this, and every video; `file_count` says how
+# many there are and `list_files` pages through all of them. This keeps a task with 10 000
+# files to a small event instead of ~1 MB sent to every subscriber on each progress report.
+FILES_IN_TASK = 1000
 
 
 class StorageError(Exception):
@@ -187,6 +191,11 @@ class Storage:
         """Every task, newest first."""
         return await self._thread.run(_select, "1", ())
 
+    async def list_files(self, task_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
+        """(the task's files in index order from position `offset`, at most `limit` of them;
+        how many files the task has). Raises UnknownTask."""
+        return await self._thread.run(_list_files, task_id, offset, limit)
+
     async def tasks_in_states(self, wanted: Iterable[str]) -> list[dict]:
         names = [states.to_state(name).value for name in wanted]
         marks = ", ".join("?" * len(names))
@@ -267,6 +276,14 @@ class Storage:
         return await self._write_task(
             task_id, report_id, _set_metadata, name, info_hash, urls, rows
         )
+
+    async def add_files(
+        self, task_id: str, files: Iterable[dict], *, report_id: str | None = None
+    ) -> dict:
+        """Add files to the list `set_metadata` started (a worker sends a long list in parts);
+        an entry whose index is already there replaces it."""
+        rows = [_file_row(task_id, entry) for entry in files]
+        return await self._write_task(task_id, report_id, _add_files, rows)
 
     async def set_progress(
         self, task_id: str, *, report_id: str | None = None, **fields: Any
@@ -419,13 +436,17 @@ def _set_metadata(conn, now, task, name, info_hash, trackers, files) -> None:
         values["phase"] = Phase.DATA.value
     _update_task(conn, now, task, values, force=True)
     conn.execute("DELETE FROM files WHERE task_id = ?", (task["id"],))
+    _add_files(conn, now, task, files)
+    if trackers is not None:
+        _replace_trackers(conn, task["id"], trackers)
+
+
+def _add_files(conn, now, task, files) -> None:
     conn.executemany(
-        "INSERT INTO files (task_id, idx, path, size, is_video, path_on_worker)"
+        "INSERT OR REPLACE INTO files (task_id, idx, path, size, is_video, path_on_worker)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         files,
     )
-    if trackers is not None:
-        _replace_trackers(conn, task["id"], trackers)
 
 
 def _set_progress(conn, now, task, fields) -> None:
@@ -525,17 +546,17 @@ def _select(conn: sqlite3.Connection, where: str, params: tuple) -> list[dict]:
     ):
         tasks[row["task_id"]]["trackers"].append(row["url"])
     for row in conn.execute(
-        f"SELECT task_id, idx, path, size, is_video FROM files WHERE {subset} ORDER BY idx",
+        f"SELECT task_id, COUNT(*) AS n, SUM(size) AS size FROM files WHERE {subset}"
+        " GROUP BY task_id",
         params,
     ):
-        tasks[row["task_id"]]["files"].append(
-            {
-                "index": row["idx"],
-                "path": row["path"],
-                "size": row["size"],
-                "is_video": bool(row["is_video"]),
-            }
-        )
+        tasks[row["task_id"]].update(file_count=row["n"], total_size=row["size"])
+    for row in conn.execute(
+        f"SELECT task_id, idx, path, size, is_video FROM files WHERE {subset}"
+        " AND (idx < ? OR is_video) ORDER BY idx",
+        (*params, FILES_IN_TASK),
+    ):
+        tasks[row["task_id"]]["files"].append(_file_dict(row))
     for row in conn.execute(f"SELECT * FROM hls WHERE {subset} ORDER BY file_index", params):
         task = tasks[row["task_id"]]
         if row["playlist"] is not None:
@@ -557,6 +578,27 @@ def _select(conn: sqlite3.Connection, where: str, params: tuple) -> list[dict]:
     return list(tasks.values())
 
 
+def _list_files(conn: sqlite3.Connection, task_id: str, offset: int, limit: int):
+    if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone() is None:
+        raise UnknownTask(f"no task {task_id!r}")
+    (total,) = conn.execute("SELECT COUNT(*) FROM files WHERE task_id = ?", (task_id,)).fetchone()
+    rows = conn.execute(
+        "SELECT idx, path, size, is_video FROM files WHERE task_id = ?"
+        " ORDER BY idx LIMIT ? OFFSET ?",
+        (task_id, limit, offset),
+    )
+    return [_file_dict(row) for row in rows], total
+
+
+def _file_dict(row: sqlite3.Row) -> dict:
+    return {
+        "index": row["idx"],
+        "path": row["path"],
+        "size": row["size"],
+        "is_video": bool(row["is_video"]),
+    }
+
+
 def _task_dict(row: sqlite3.Row) -> dict:
     progress = {
         name: _PROGRESS_DEFAULTS[name] if row[name] is None else row[name]
@@ -575,7 +617,9 @@ def _task_dict(row: sqlite3.Row) -> dict:
         "updated_at": row["updated_at"],
         "worker_id": row["worker_id"],
         "trackers": [],
-        "files": [],
+        "files": [],  # those below FILES_IN_TASK, and the videos
+        "file_count": 0,
+        "total_size": None,  # bytes of all files, once known
         "progress": progress,
         "hls": [],
         "transcode": [],

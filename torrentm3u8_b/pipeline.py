@@ -1,6 +1,6 @@
 """One task on B, from magnet to HLS: the steps and what is reported to A at each.
 
-    task.start ─▶ add magnet ─▶ metadata (timeout) ─▶ task.metadata
+    task.start ─▶ add magnet ─▶ metadata (timeout) ─▶ task.metadata (+ task.more_files)
                ─▶ download the video files ─▶ task.progress every PROGRESS_INTERVAL
                   (meanwhile the largest video's live HLS: task.hls_ready live=True, and
                   seek renditions on demand: seeking.py)
@@ -17,6 +17,7 @@ slot; a live remux and seek renditions do not. `task.hls_ready` entries carry
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -41,6 +42,26 @@ class TaskFailed(Exception):
 
 
 Report = Callable[..., None]  # report(method, coalesce_key=None, **params)
+
+# The most JSON bytes of file entries in one report: a torrent with tens of thousands of files
+# goes to A as task.metadata plus task.more_files reports, each well inside the link's limit.
+FILE_LIST_PART_BYTES = 256 * 1024
+
+
+def file_list_parts(files: list[dict], max_bytes: int = FILE_LIST_PART_BYTES) -> list[list]:
+    """`files` cut into consecutive parts of at most `max_bytes` of JSON each, as the link
+    encodes it (a part holds at least one entry); [[]] for no files, so there is always a
+    first part."""
+    parts: list[list] = [[]]
+    size = 2  # []
+    for entry in files:
+        entry_size = len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode())
+        if parts[-1] and size + 1 + entry_size > max_bytes:
+            parts.append([])
+            size = 2
+        size += entry_size + (1 if parts[-1] else 0)  # and a comma after the first
+        parts[-1].append(entry)
+    return parts
 
 
 class TorrentStatus(Protocol):
@@ -148,14 +169,17 @@ class TaskPipeline:
             self.record.info = info
             self.record.info_hash = info["info_hash"]
             await self.records.update(self.task_id, info=info, info_hash=info["info_hash"])
+            first, *more = file_list_parts(info["files"])
             self.report(
                 "task.metadata",
                 task_id=self.task_id,
                 name=info["name"],
                 info_hash=info["info_hash"],
                 trackers=info["trackers"],
-                files=info["files"],
+                files=first,
             )
+            for part in more:
+                self.report("task.more_files", task_id=self.task_id, files=part)
         video_files = [f for f in info["files"] if f["is_video"]]
         if not video_files:
             raise TaskFailed("no playable video in this torrent")

@@ -11,6 +11,7 @@ const body = document.getElementById('task-body');
 const filesCard = document.getElementById('files-card');
 const filesEmpty = document.getElementById('files-empty');
 const fileRows = document.getElementById('file-rows');
+const filesMore = document.getElementById('files-more');
 const details = document.getElementById('details');
 
 const card = new TaskCard({ tag: 'div', withTitle: false, withPlay: false, onRemoved: removed });
@@ -95,6 +96,11 @@ function renderFiles(task) {
   const files = task.files ?? [];
   filesCard.hidden = files.length === 0;
   filesEmpty.hidden = files.length > 0;
+  // A task lists its first files and every video; task.files pages through the rest.
+  const more = (task.file_count ?? files.length) - files.length;
+  filesMore.hidden = more <= 0;
+  filesMore.textContent =
+    more > 0 ? `… and ${more.toLocaleString('en')} more files, not listed here.` : '';
   const seen = new Set();
   for (const file of files) {
     seen.add(file.index);

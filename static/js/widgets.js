@@ -158,8 +158,7 @@ export function fileLabel(task, fileIndex) {
 function totalSize(task) {
   const total = task.progress?.total;
   if (typeof total === 'number' && total > 0) return total;
-  const files = task.files ?? [];
-  return files.length ? files.reduce((sum, f) => sum + (f.size ?? 0), 0) : null;
+  return task.total_size ?? null;
 }
 
 function transcodePercent(task) {

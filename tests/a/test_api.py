@@ -206,6 +206,44 @@ async def test_waiting_task_is_dispatched_when_a_worker_connects(service_a, fake
     assert (await http_rpc(url, "task.get", {"id": task["id"]}))["error"]["code"] == -32001
 
 
+async def test_a_file_list_sent_in_parts_is_paged_through_task_files(service_a, fake_worker):
+    _, url = service_a
+    task = (await http_rpc(url, "task.add", {"magnet": MAGNET}))["result"]
+    n = 2500
+    files = [
+        {"index": i, "path": f"m/{i:04d}.txt", "size": 1, "is_video": i == 2000} for i in range(n)
+    ]
+    async with fake_worker.connect(url) as link:
+        await fake_worker.wait_order("task.start")
+        params = {"task_id": task["id"], "name": "m", "info_hash": HEX, "files": files[:1200]}
+        await link.call("task.metadata", {**params, "report_id": "m1"})
+        more = {"task_id": task["id"], "files": files[1200:], "report_id": "m2"}
+        await link.call("task.more_files", more)
+        await link.call("task.more_files", more)  # delivered again after a reconnect
+
+        got = (await http_rpc(url, "task.get", {"id": task["id"]}))["result"]
+        assert (got["file_count"], got["total_size"]) == (n, n)
+        assert [f["index"] for f in got["files"]] == [*range(1000), 2000]
+        pages, offset = [], 0
+        while page := (await http_rpc(url, "task.files", {"id": task["id"], "offset": offset}))[
+            "result"
+        ]["files"]:
+            pages.append(len(page))
+            offset += len(page)
+        assert pages == [1000, 1000, 500]
+        whole = await http_rpc(url, "task.files", {"id": task["id"], "offset": 2499, "limit": 5})
+        assert whole["result"] == {"files": files[2499:], "total": n}
+
+        for bad in ({"offset": -1}, {"limit": 0}, {"limit": 1001}, {"offset": "0"}):
+            reply = await http_rpc(url, "task.files", {"id": task["id"], **bad})
+            assert reply["error"]["code"] == -32602, bad
+        reply = await http_rpc(url, "task.files", {"id": "nope"})
+        assert reply["error"]["code"] == -32001 and "nope" in reply["error"]["message"]
+        with pytest.raises(rpc.RemoteError) as err:  # a task that is not this worker's
+            await link.call("task.more_files", {"task_id": "nope", "files": []})
+        assert err.value.code == -32001
+
+
 async def test_failed_task_retry(service_a, fake_worker):
     _, url = service_a
     task = (await http_rpc(url, "task.add", {"magnet": MAGNET}))["result"]

@@ -110,6 +110,17 @@ async def test_add_list_show_rm(service_a):
     assert "  size       1.0 MB" in out.splitlines()
     assert "  [0] video    1.0 MB  movie/a.mkv" in out.splitlines()
     assert "  [1]            10 B  movie/readme.txt" in out.splitlines()
+    assert "more files" not in out
+
+    many = [
+        {"index": i, "path": f"movie/{i}.txt", "size": 100_000, "is_video": False}
+        for i in range(2, 1502)
+    ]
+    await a.db.add_files(task["id"], many)
+    code, out, err = await cli(url, "show", task["id"])
+    assert code == 0
+    assert out.splitlines()[-1] == "  ... and 502 more files (the API's task.files lists them all)"
+    assert "  size       151 MB" in out.splitlines()  # all files, not only those listed
 
     code, out, err = await cli(url, "show", "nope")
     assert (code, out, err) == (1, "", "error: no task with id 'nope'\n")

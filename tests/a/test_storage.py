@@ -9,7 +9,13 @@ import trio
 
 from torrentm3u8_a.magnets import parse_magnet
 from torrentm3u8_a.states import InvalidTransition
-from torrentm3u8_a.storage import SCHEMA_VERSION, StorageError, UnknownTask, open_storage
+from torrentm3u8_a.storage import (
+    FILES_IN_TASK,
+    SCHEMA_VERSION,
+    StorageError,
+    UnknownTask,
+    open_storage,
+)
 
 FILES = [
     {"index": 0, "path": "Movie/movie.mkv", "size": 700_000_000, "is_video": True},
@@ -383,7 +389,8 @@ async def test_new_task_shape_and_name_fallback(db, clock, make_magnet):
     assert created
     assert set(task) == {
         "id", "magnet", "info_hash", "name", "state", "phase", "error", "added_at",
-        "updated_at", "worker_id", "trackers", "files", "progress", "hls", "transcode",
+        "updated_at", "worker_id", "trackers", "files", "file_count", "total_size", "progress",
+        "hls", "transcode",
     }  # fmt: skip
     assert task["id"].replace("-", "").replace("_", "").isalnum()
     assert 8 <= len(task["id"]) <= 16
@@ -397,6 +404,7 @@ async def test_new_task_shape_and_name_fallback(db, clock, make_magnet):
     assert task["added_at"] == task["updated_at"] == clock.now
     assert task["trackers"] == ["udp://127.0.0.1:1"]
     assert (task["files"], task["hls"], task["transcode"]) == ([], [], [])
+    assert (task["file_count"], task["total_size"]) == (0, None)
     assert task["progress"] == {
         "percent": 0.0,
         "download_rate": 0,
@@ -566,3 +574,30 @@ async def test_a_cancelled_caller_waits_for_its_started_job(db):
             release.set()
     assert results == ["finished"]
     assert await db.report_applied("slow")
+
+
+async def test_a_long_file_list_in_parts_is_listed_short_and_paged_whole(db, make_magnet):
+    task, _ = await db.add_task(make_magnet(1))
+    n = FILES_IN_TASK + 500
+    files = [
+        {"index": i, "path": f"t/{i:05d}.txt", "size": 10, "is_video": i == n - 3} for i in range(n)
+    ]
+    await db.set_metadata(task["id"], "Many", None, [], files[:700])
+    await db.add_files(task["id"], files[700:1300], report_id="part-1")
+    await db.add_files(task["id"], files[700:1300], report_id="part-1")  # resent: applied once
+    again = await db.add_files(task["id"], files[1300:])
+    assert (again["file_count"], again["total_size"]) == (n, 10 * n)
+    # The task lists the first FILES_IN_TASK files and the video after them, in index order.
+    assert [f["index"] for f in again["files"]] == [*range(FILES_IN_TASK), n - 3]
+    assert (await db.list_tasks())[0]["files"] == again["files"]
+
+    page, total = await db.list_files(task["id"], 0, 600)
+    rest, _ = await db.list_files(task["id"], 600, 5000)
+    assert total == n and page + rest == files
+    assert await db.list_files(task["id"], n, 10) == ([], n)
+    with pytest.raises(UnknownTask):
+        await db.list_files("nope", 0, 10)
+
+    # New metadata replaces the whole list, parts included.
+    replaced = await db.set_metadata(task["id"], "Many", None, [], files[:2])
+    assert (replaced["file_count"], len(replaced["files"])) == (2, 2)

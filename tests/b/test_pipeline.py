@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import trio
 
-from torrentm3u8_b.pipeline import progress_params, report_progress_every
+from torrentm3u8_b.pipeline import file_list_parts, progress_params, report_progress_every
 
 
 class FakeTorrent:
@@ -63,3 +65,18 @@ def test_progress_params_shape():
         "total": 1000,
         "eta": 9.0,
     }
+
+
+def test_a_file_list_is_cut_into_parts_that_fit_the_link():
+    files = [
+        {"index": i, "path": f"d/é {i:05d}.txt", "size": i, "is_video": False} for i in range(3000)
+    ]
+    parts = file_list_parts(files, max_bytes=20_000)
+    assert [entry for part in parts for entry in part] == files  # all, in order
+    compact = {"ensure_ascii": False, "separators": (",", ":")}  # as rpc encodes it
+    sizes = [len(json.dumps(part, **compact).encode()) for part in parts]
+    assert len(parts) > 1 and max(sizes) <= 20_000
+    assert min(sizes[:-1]) > 20_000 - 100  # parts are filled, not cut at every entry
+    assert file_list_parts([]) == [[]]  # task.metadata is sent even for no file
+    huge = {"index": 0, "path": "x" * 500, "size": 1, "is_video": True}
+    assert file_list_parts([huge, huge], max_bytes=100) == [[huge], [huge]]

@@ -485,6 +485,16 @@ async def test_task_view_lists_files_and_follows_transcoding_to_play_buttons(pag
             ]
             assert await text(page, hook("task-title")) == "Show S01"
             assert not await is_visible(page, hook("files-empty"))
+            assert not await is_visible(page, hook("files-more"))
+
+            # A long list, sent in parts: the page lists the first 1000 files and says so.
+            notes = [
+                {"index": i, "path": f"Show/notes/{i:04d}.txt", "size": 10, "is_video": False}
+                for i in range(3, 1503)
+            ]
+            await worker.report("task.more_files", task_id=task_id, files=notes)
+            await until_text(page, hook("files-more"), "… and 503 more files, not listed here.")
+            assert await page.run(lambda p: p.locator(hook("file-row")).count()) == 1000
 
             await worker.report("task.state", task_id=task_id, state="completed")
             await worker.report("task.state", task_id=task_id, state="transcoding")
