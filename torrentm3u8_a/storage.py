@@ -10,7 +10,8 @@ each write is one `BEGIN IMMEDIATE ... COMMIT` transaction. WAL with synchronous
 committed write survives the process being killed.
 
 The schema and its migrations live in `_schema` (versioned with `PRAGMA user_version`, upgraded
-on open); `SCHEMA_VERSION` and `MIGRATIONS` are re-exported here.
+on open); `SCHEMA_VERSION` and `MIGRATIONS` are re-exported here. `_rows` turns rows into the
+task dicts the API returns.
 
 Worker reports carry a `report_id`: the setters take it and record it in `applied_reports` in the
 same transaction as the write, so a report delivered twice has exactly one effect.
@@ -31,7 +32,9 @@ from typing import Any
 import outcome
 import trio
 
-from . import states
+from . import _rows, states
+from ._rows import FILES_IN_TASK as FILES_IN_TASK
+from ._rows import PROGRESS_FIELDS
 from ._schema import MIGRATIONS as MIGRATIONS
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._schema import SchemaError, migrate
@@ -40,10 +43,6 @@ from .states import ACTIVE_STATES, Phase, State
 
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another connection's lock
 TASK_ID_BYTES = 8  # random bytes in a task id: 11 url-safe characters
-# A task dict lists its files with an index below this, and every video; `file_count` says how
-# many there are and `list_files` pages through all of them. This keeps a task with 10 000
-# files to a small event instead of ~1 MB sent to every subscriber on each progress report.
-FILES_IN_TASK = 1000
 
 
 class StorageError(Exception):
@@ -149,16 +148,6 @@ async def open_storage(
 
 
 _KEEP: Any = object()  # "leave this column as it is"
-_PROGRESS_FIELDS = (
-    "percent",
-    "download_rate",
-    "upload_rate",
-    "peers",
-    "downloaded",
-    "total",
-    "eta",
-)
-_PROGRESS_DEFAULTS = dict.fromkeys(_PROGRESS_FIELDS, 0) | {"percent": 0.0, "eta": None}
 
 
 class Storage:
@@ -184,25 +173,27 @@ class Storage:
     # Reads.
 
     async def get_task(self, task_id: str) -> dict | None:
-        tasks = await self._thread.run(_select, "t.id = ?", (task_id,))
-        return tasks[0] if tasks else None
+        return await self._thread.run(_rows.select_one, task_id)
 
     async def list_tasks(self) -> list[dict]:
         """Every task, newest first."""
-        return await self._thread.run(_select, "1", ())
+        return await self._thread.run(_rows.select, "1", ())
 
     async def list_files(self, task_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
         """(the task's files in index order from position `offset`, at most `limit` of them;
         how many files the task has). Raises UnknownTask."""
-        return await self._thread.run(_list_files, task_id, offset, limit)
+        found = await self._thread.run(_rows.list_files, task_id, offset, limit)
+        if found is None:
+            raise UnknownTask(f"no task {task_id!r}")
+        return found
 
     async def tasks_in_states(self, wanted: Iterable[str]) -> list[dict]:
         names = [states.to_state(name).value for name in wanted]
         marks = ", ".join("?" * len(names))
-        return await self._thread.run(_select, f"t.state IN ({marks})", tuple(names))
+        return await self._thread.run(_rows.select, f"t.state IN ({marks})", tuple(names))
 
     async def tasks_for_worker(self, worker_id: str) -> list[dict]:
-        return await self._thread.run(_select, "t.worker_id = ?", (worker_id,))
+        return await self._thread.run(_rows.select, "t.worker_id = ?", (worker_id,))
 
     async def counts_by_worker(self, wanted: Iterable[str] = ACTIVE_STATES) -> dict[str, int]:
         """{worker_id: number of its tasks in `wanted`}; by default the tasks taking a slot."""
@@ -290,7 +281,7 @@ class Storage:
     ) -> dict:
         """Update any of percent, download_rate, upload_rate, peers, downloaded, total, eta
         (seconds, None if unknown) and phase (applied only while the task is downloading)."""
-        unknown = set(fields) - {*_PROGRESS_FIELDS, "phase"}
+        unknown = set(fields) - {*PROGRESS_FIELDS, "phase"}
         if unknown:
             raise TypeError(f"set_progress() got unknown fields: {', '.join(sorted(unknown))}")
         return await self._write_task(task_id, report_id, _set_progress, fields)
@@ -522,105 +513,7 @@ def _file_row(task_id: str, entry: dict) -> tuple:
 
 
 def _select_one(conn: sqlite3.Connection, task_id: str) -> dict:
-    tasks = _select(conn, "t.id = ?", (task_id,))
-    if not tasks:
+    task = _rows.select_one(conn, task_id)
+    if task is None:
         raise UnknownTask(f"no task {task_id!r}")
-    return tasks[0]
-
-
-def _select(conn: sqlite3.Connection, where: str, params: tuple) -> list[dict]:
-    """Full task dicts for the tasks matching `where` (a fixed SQL snippet on `tasks AS t`)."""
-    rows = conn.execute(
-        "SELECT t.*, p.percent, p.download_rate, p.upload_rate, p.peers, p.downloaded, p.total,"
-        " p.eta, p.updated_at AS progress_updated_at"
-        f" FROM tasks AS t LEFT JOIN progress AS p ON p.task_id = t.id WHERE {where}"
-        " ORDER BY t.added_at DESC, t.rowid DESC",
-        params,
-    ).fetchall()
-    tasks = {row["id"]: _task_dict(row) for row in rows}
-    if not tasks:
-        return []
-    subset = f"task_id IN (SELECT t.id FROM tasks AS t WHERE {where})"
-    for row in conn.execute(
-        f"SELECT task_id, url FROM trackers WHERE {subset} ORDER BY position", params
-    ):
-        tasks[row["task_id"]]["trackers"].append(row["url"])
-    for row in conn.execute(
-        f"SELECT task_id, COUNT(*) AS n, SUM(size) AS size FROM files WHERE {subset}"
-        " GROUP BY task_id",
-        params,
-    ):
-        tasks[row["task_id"]].update(file_count=row["n"], total_size=row["size"])
-    for row in conn.execute(
-        f"SELECT task_id, idx, path, size, is_video FROM files WHERE {subset}"
-        " AND (idx < ? OR is_video) ORDER BY idx",
-        (*params, FILES_IN_TASK),
-    ):
-        tasks[row["task_id"]]["files"].append(_file_dict(row))
-    for row in conn.execute(f"SELECT * FROM hls WHERE {subset} ORDER BY file_index", params):
-        task = tasks[row["task_id"]]
-        if row["playlist"] is not None:
-            task["hls"].append(
-                {
-                    "file_index": row["file_index"],
-                    "playlist": row["playlist"],
-                    "duration": row["duration"],
-                    "segments": row["segments"],
-                    "live": bool(row["live"]),
-                    "ready_at": row["ready_at"],
-                    "media_duration": row["media_duration"],
-                }
-            )
-        if row["transcode_percent"] is not None:
-            task["transcode"].append(
-                {"file_index": row["file_index"], "percent": row["transcode_percent"]}
-            )
-    return list(tasks.values())
-
-
-def _list_files(conn: sqlite3.Connection, task_id: str, offset: int, limit: int):
-    if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone() is None:
-        raise UnknownTask(f"no task {task_id!r}")
-    (total,) = conn.execute("SELECT COUNT(*) FROM files WHERE task_id = ?", (task_id,)).fetchone()
-    rows = conn.execute(
-        "SELECT idx, path, size, is_video FROM files WHERE task_id = ?"
-        " ORDER BY idx LIMIT ? OFFSET ?",
-        (task_id, limit, offset),
-    )
-    return [_file_dict(row) for row in rows], total
-
-
-def _file_dict(row: sqlite3.Row) -> dict:
-    return {
-        "index": row["idx"],
-        "path": row["path"],
-        "size": row["size"],
-        "is_video": bool(row["is_video"]),
-    }
-
-
-def _task_dict(row: sqlite3.Row) -> dict:
-    progress = {
-        name: _PROGRESS_DEFAULTS[name] if row[name] is None else row[name]
-        for name in _PROGRESS_FIELDS
-    }
-    progress["updated_at"] = row["progress_updated_at"]
-    return {
-        "id": row["id"],
-        "magnet": row["magnet"],
-        "info_hash": row["info_hash"],
-        "name": row["name"],
-        "state": row["state"],
-        "phase": row["phase"],
-        "error": row["error"],
-        "added_at": row["added_at"],
-        "updated_at": row["updated_at"],
-        "worker_id": row["worker_id"],
-        "trackers": [],
-        "files": [],  # those below FILES_IN_TASK, and the videos
-        "file_count": 0,
-        "total_size": None,  # bytes of all files, once known
-        "progress": progress,
-        "hls": [],
-        "transcode": [],
-    }
+    return task
