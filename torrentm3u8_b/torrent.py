@@ -188,7 +188,10 @@ class Torrent:
         bytes and bytes per second of the wanted files (payload), eta in seconds or None."""
         self._check()
         st = self._handle.status()
-        total, done = st.total_wanted, st.total_wanted_done
+        # total_wanted_done counts whole pieces, and a piece at the edge of a wanted file also
+        # holds bytes of its unwanted neighbour: it can pass total_wanted before the end.
+        total = st.total_wanted
+        done = min(st.total_wanted_done, total)
         rate = st.download_payload_rate
         if total and done >= total:
             eta = 0

@@ -134,9 +134,11 @@ async def test_json_output_parses(service_a):
     _, url = service_a
     added = await add_task(url)
     assert (added["state"], added["info_hash"]) == ("waiting", HEX)
-    _, out, _ = await cli(url, "--json", "list")
+    code, out, err = await cli(url, "--json", "list")
+    assert code == 0, err
     assert [t["id"] for t in json.loads(out)] == [added["id"]]
-    _, out, _ = await cli(url, "--json", "show", added["id"])
+    code, out, err = await cli(url, "--json", "show", added["id"])
+    assert code == 0, err
     assert json.loads(out)["magnet"] == MAGNET
 
 

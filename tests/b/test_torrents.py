@@ -3,6 +3,7 @@
 import hashlib
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import libtorrent as lt
 import pytest
@@ -13,6 +14,7 @@ from torrentm3u8_b.ffmpeg import probe
 from torrentm3u8_b.paths import safe_relpath
 from torrentm3u8_b.samples import magnet_for, make_torrent
 from torrentm3u8_b.seeder import open_seeder
+from torrentm3u8_b.torrent import Torrent
 from torrentm3u8_b.torrents import TorrentError, TorrentSettings, open_torrent_session
 from torrentm3u8_b.transcode import make_hls
 
@@ -421,3 +423,23 @@ async def test_ending_the_session_saves_resume_data_even_when_cancelled(
     with pytest.raises(TorrentError, match="the torrent session is closed"):
         t.status()
     assert errors == ["the torrent session is closed"]
+
+
+def test_progress_never_passes_100_percent(tmp_path):
+    # libtorrent's total_wanted_done counts whole pieces: one at the edge of the wanted file
+    # also holds bytes of an unwanted neighbour (seen in a run: 100.35 %, then 100.0 %).
+    status = SimpleNamespace(
+        total_wanted=1000,
+        total_wanted_done=1035,
+        download_payload_rate=500,
+        upload_payload_rate=0,
+        num_peers=1,
+        state=SimpleNamespace(name="downloading"),
+        errc=SimpleNamespace(value=lambda: 0, message=lambda: ""),
+    )
+    handle = SimpleNamespace(status=lambda: status)
+    torrent = Torrent("t", handle, tmp_path, "ab" * 20, renamed={}, store_resume=None)
+    got = torrent.status()
+    assert (got["percent"], got["downloaded"], got["total"], got["eta"]) == (100.0, 1000, 1000, 0)
+    status.total_wanted_done = 990
+    assert (torrent.status()["percent"], torrent.status()["eta"]) == (99.0, 1)
