@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="torrentm3u8",
         description=__doc__.split("\n\n")[0],
-        epilog="Errors print one line on stderr and exit with status 1.",
+        epilog="Errors print one line on stderr and exit with status 1. A task id that starts "
+        "with '-' (older A versions made some) goes after '--': torrentm3u8 show -- -Xb3...",
     )
     p.add_argument(
         "--server",

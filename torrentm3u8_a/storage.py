@@ -369,11 +369,19 @@ def _fetch_all(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> lis
     return conn.execute(sql, tuple(params)).fetchall()
 
 
+def new_task_id() -> str:
+    """11 random url-safe characters, never starting with '-': a command line would take such
+    an id for an option (`torrentm3u8 show -Xb3...` fails in argparse)."""
+    while (task_id := secrets.token_urlsafe(TASK_ID_BYTES)).startswith("-"):
+        pass
+    return task_id
+
+
 def _add_task(conn: sqlite3.Connection, now: float, magnet: Magnet) -> tuple[dict, bool]:
     row = conn.execute("SELECT id FROM tasks WHERE info_hash = ?", (magnet.info_hash,)).fetchone()
     if row is not None:
         return _select_one(conn, row["id"]), False
-    task_id = secrets.token_urlsafe(TASK_ID_BYTES)
+    task_id = new_task_id()
     conn.execute(
         "INSERT INTO tasks (id, magnet, info_hash, name, added_at, updated_at, state)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -124,6 +124,8 @@ async def test_add_list_show_rm(service_a):
 
     code, out, err = await cli(url, "show", "nope")
     assert (code, out, err) == (1, "", "error: no task with id 'nope'\n")
+    code, out, err = await cli(url, "show", "--", "-nope")  # how an id like an option is given
+    assert (code, out, err) == (1, "", "error: no task with id '-nope'\n")
 
     code, out, err = await cli(url, "rm", task["id"])
     assert (code, out, err) == (0, f"removed {task['id']}\n", "")
@@ -173,7 +175,9 @@ async def test_watch_follows_a_task_until_playable(service_a, fake_worker):
             return await lines.next()
 
         # The first line is printed once watch has subscribed and read the task.
-        assert await lines.next() == "downloading  fetching metadata  0 peers"
+        first = await lines.next()
+        why = "" if first is not None else await LineReader(proc.stderr).rest()
+        assert first == "downloading  fetching metadata  0 peers", why
         assert (
             await report("task.metadata", name="movie", info_hash=HEX, files=FILES)
             == "downloading  0%  0 B of 1.0 MB  0 B/s  0 peers"

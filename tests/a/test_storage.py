@@ -1,3 +1,4 @@
+import re
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ from torrentm3u8_a.storage import (
     SCHEMA_VERSION,
     StorageError,
     UnknownTask,
+    new_task_id,
     open_storage,
 )
 
@@ -601,3 +603,10 @@ async def test_a_long_file_list_in_parts_is_listed_short_and_paged_whole(db, mak
     # New metadata replaces the whole list, parts included.
     replaced = await db.set_metadata(task["id"], "Many", None, [], files[:2])
     assert (replaced["file_count"], len(replaced["files"])) == (2, 2)
+
+
+def test_task_ids_never_look_like_options():
+    # Before: 1 id in 64 began with '-', and `torrentm3u8 show ID` took it for an option.
+    ids = {new_task_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 11 and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{10}", i) for i in ids)
