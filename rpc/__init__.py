@@ -18,6 +18,7 @@ from ._core import Notification as Notification
 from ._core import Received as Received
 from ._core import Request as Request
 from ._core import Response as Response
+from ._core import encoded_size as encoded_size
 from ._errors import ApplicationError as ApplicationError
 from ._errors import CallTimeout as CallTimeout
 from ._errors import Error as Error

@@ -132,6 +132,12 @@ def _size(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
+def encoded_size(value: Any) -> int:
+    """Bytes `value` takes inside a message, as this package encodes it: what counts against
+    `max_message_size`."""
+    return _size(_dumps(value))
+
+
 def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
 

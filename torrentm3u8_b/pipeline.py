@@ -17,7 +17,6 @@ slot; a live remux and seek renditions do not. `task.hls_ready` entries carry
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -25,6 +24,8 @@ from functools import partial
 from typing import Any, Protocol
 
 import trio
+
+import rpc
 
 from .paths import hls_dir, task_dir
 from .piece_server import unwrapped
@@ -55,7 +56,7 @@ def file_list_parts(files: list[dict], max_bytes: int = FILE_LIST_PART_BYTES) ->
     parts: list[list] = [[]]
     size = 2  # []
     for entry in files:
-        entry_size = len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode())
+        entry_size = rpc.encoded_size(entry)
         if parts[-1] and size + 1 + entry_size > max_bytes:
             parts.append([])
             size = 2

@@ -326,3 +326,16 @@ def test_batch_replies_wait_for_every_request_and_keep_order() -> None:
     reply = json.loads(conn.reply(first, "A"))
     assert codes_only(reply) == [ok("A", 1), err(-32602, 2), err(-32600, None)]
     assert reply[1]["error"]["message"] == "param 'x' must be a string"
+
+
+def test_encoded_size_counts_what_the_message_limit_counts():
+    # Compact separators, UTF-8 bytes (not \u escapes): what max_message_size measures.
+    assert rpc.encoded_size({"path": "é/a b", "n": [1, 2]}) == len(
+        '{"path":"é/a b","n":[1,2]}'.encode()
+    )
+    conn = rpc.Connection(
+        max_message_size=rpc.encoded_size({"jsonrpc": "2.0", "method": "m", "params": ["é"]})
+    )
+    conn.notify("m", ["é"])  # exactly at the limit: allowed
+    with pytest.raises(rpc.MessageTooLarge):
+        conn.notify("m", ["éé"])
